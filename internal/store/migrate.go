@@ -1,0 +1,109 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// SchemaLatest is the highest schema version this build knows: the number
+// of migrations.
+const SchemaLatest = 1
+
+// migrations returns the schema steps in order: element i takes the schema
+// from version i to version i+1. Steps are append-only: never edit or
+// reorder a released one, add a new one and bump SchemaLatest.
+func migrations() [][]string {
+	return [][]string{
+		// 1: history of runs (diag, transfer, ...).
+		{
+			`CREATE TABLE runs (
+				id          INTEGER PRIMARY KEY,
+				kind        TEXT    NOT NULL,
+				name        TEXT    NOT NULL DEFAULT '',
+				status      TEXT    NOT NULL DEFAULT '',
+				started_ns  INTEGER NOT NULL,
+				finished_ns INTEGER,
+				detail      TEXT
+			)`,
+			`CREATE INDEX runs_kind_started ON runs (kind, started_ns)`,
+			`CREATE INDEX runs_started ON runs (started_ns)`,
+		},
+	}
+}
+
+// migrate brings the schema to SchemaLatest. The common case, an up-to-date
+// database, is settled with a read; otherwise one immediate transaction
+// re-reads the version and applies the missing steps, so processes racing
+// to open a new database migrate it exactly once.
+func (s *Store) migrate(ctx context.Context) error {
+	v, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.checkVersion(v); err != nil {
+		return err
+	}
+	if v == SchemaLatest {
+		// Connect the write pool now (its first connection sets WAL mode),
+		// so that problems surface at Open rather than at the first Update.
+		return s.retry(ctx, "open", func() (step, error) {
+			return stepBegin, s.rw.PingContext(ctx)
+		})
+	}
+	return s.update(ctx, "migrate", false, func(tx *sql.Tx) error {
+		v, err := userVersion(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if err := s.checkVersion(v); err != nil || v == SchemaLatest {
+			return err
+		}
+		for i, step := range migrations()[v:SchemaLatest] {
+			for _, stmt := range step {
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("schema version %d: %w", v+i+1, err)
+				}
+			}
+		}
+		// PRAGMA takes no parameters; SchemaLatest is a constant.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", SchemaLatest)); err != nil {
+			return fmt.Errorf("schema version %d: %w", SchemaLatest, err)
+		}
+		return nil
+	})
+}
+
+// checkVersion refuses a schema this build cannot use.
+func (s *Store) checkVersion(v int) error {
+	switch {
+	case v > SchemaLatest:
+		return &TooNewError{Path: s.path, Have: v, Supported: SchemaLatest}
+	case v < 0:
+		return &corruptError{path: s.path, reason: fmt.Sprintf("schema version %d", v), err: ErrCorrupt}
+	}
+	return nil
+}
+
+// SchemaVersion returns the schema version of the database (its
+// PRAGMA user_version).
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.view(ctx, "read schema version", false, func(tx *sql.Tx) error {
+		var err error
+		v, err = userVersion(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return v, nil
+}
+
+func userVersion(ctx context.Context, tx *sql.Tx) (int, error) {
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, err
+	}
+	return v, nil
+}
