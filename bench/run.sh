@@ -55,3 +55,10 @@ awk -v s="$size" 'BEGIN {printf "== binary size: %d bytes (%.1f MiB, stripped wi
 
 echo "== state database: one write transaction (go test -bench, internal/store) =="
 go test -run '^$' -bench 'BenchmarkUpdate' -benchtime 2s ./internal/store/ | grep -E '^Benchmark|ns/op' || true
+
+echo
+bench/diag_fanout.sh
+echo
+bench/diag_scan.sh
+echo
+bench/diag_bandwidth.sh

@@ -75,7 +75,7 @@ JSON with --output json. Logs and progress go to stderr.
 		&cobra.Group{ID: "setup", Title: "Configuration and state:"},
 	)
 	for _, c := range []*cobra.Command{
-		newNotBuiltCmd("diag", "Check hosts, networks and services and report their health", 3),
+		newDiagCmd(a),
 		newNotBuiltCmd("transfer", "Move files over SFTP, HTTP and local paths with verification", 4),
 		newNotBuiltCmd("lock", "Exclusive and shared locks for jobs, local or on NATS", 5),
 		newNotBuiltCmd("ipc", "Queues, channels and TCP sockets for messages", 6),

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 )
 
 // Format is an output format name as given to --output.
@@ -81,26 +82,52 @@ func (t *Table) WriteText(w io.Writer, m Mode) error {
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	// Widths come from the plain text; color is added after padding so escape
+	// codes never disturb the alignment.
+	rows := make([][]string, 0, len(t.Rows)+1)
 	if len(t.Header) > 0 {
 		hdr := make([]string, len(t.Header))
 		for i, h := range t.Header {
-			hdr[i] = Style(m.Color, Bold, strings.ToUpper(h))
+			hdr[i] = strings.ToUpper(h)
 		}
-		fmt.Fprintln(tw, strings.Join(hdr, "\t"))
+		rows = append(rows, hdr)
 	}
 	for _, r := range t.Rows {
 		cells := make([]string, len(r))
 		for i, c := range r {
-			c = flatten(c)
-			if i == t.StatusColumn {
-				c = Status(m.Color, c)
-			}
-			cells[i] = c
+			cells[i] = flatten(c)
 		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		rows = append(rows, cells)
 	}
-	return tw.Flush()
+	var widths []int
+	for _, r := range rows {
+		for i, c := range r {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	var b strings.Builder
+	for ri, r := range rows {
+		header := ri == 0 && len(t.Header) > 0
+		for i, c := range r {
+			styled := c
+			switch {
+			case header:
+				styled = Style(m.Color, Bold, c)
+			case i == t.StatusColumn:
+				styled = Status(m.Color, c)
+			}
+			b.WriteString(styled)
+			if i < len(r)-1 {
+				b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2))
+			}
+		}
+		b.WriteByte('\n')
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // Record is a single result shown as key/value pairs, in order.
