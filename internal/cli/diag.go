@@ -62,7 +62,7 @@ local history (netops diag history) unless --no-history.`,
 	}
 	o.addFlags(cmd.Flags(), "check", "overall time limit; checks still running then are UNKNOWN (0 = none)", false)
 	cmd.Flags().BoolVar(&o.explain, "explain", false, "for each failing target, diagnose layer by layer: DNS, ICMP, TCP, TLS, HTTP, then traceroute when the path looks broken")
-	cmd.AddCommand(newDiagMonitorCmd(a), newDiagServeCmd(a), newDiagHistoryCmd(a), newDiagReportCmd(a), newDiagPerfCmd(a), newDiagDoctorCmd(a), newDiagBandwidthServerCmd(a))
+	cmd.AddCommand(newDiagMonitorCmd(a), newDiagServeCmd(a), newDiagHistoryCmd(a), newDiagReportCmd(a), newDiagPerfCmd(a), newDiagTraceCmd(a), newDiagDoctorCmd(a), newDiagBandwidthServerCmd(a))
 	return cmd
 }
 

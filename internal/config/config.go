@@ -160,9 +160,12 @@ type Rule struct {
 	Expect string   `yaml:"expect,omitempty" json:"expect,omitempty"` // regular expression
 	TLS    bool     `yaml:"tls,omitempty" json:"tls,omitempty"`
 
-	Method          string            `yaml:"method,omitempty" json:"method,omitempty"`
-	Path            string            `yaml:"path,omitempty" json:"path,omitempty"`
-	Headers         map[string]string `yaml:"headers,omitempty" json:"headers,omitempty"`
+	Method  string            `yaml:"method,omitempty" json:"method,omitempty"`
+	Path    string            `yaml:"path,omitempty" json:"path,omitempty"`
+	Headers map[string]string `yaml:"headers,omitempty" json:"headers,omitempty"`
+	// ExpectHeaders maps response header names to regular expressions the
+	// header's value (all values joined with ", ") must match.
+	ExpectHeaders   map[string]string `yaml:"expect_headers,omitempty" json:"expect_headers,omitempty"`
 	Body            string            `yaml:"body,omitempty" json:"body,omitempty"`
 	Status          []int             `yaml:"status,omitempty" json:"status,omitempty"`
 	FollowRedirects *bool             `yaml:"follow_redirects,omitempty" json:"follow_redirects,omitempty"`

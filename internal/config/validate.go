@@ -411,6 +411,15 @@ func (v *validator) rule(base string, r Rule) {
 			v.addf(key, "header %q value contains a line break; write it on one line", name)
 		}
 	}
+	for _, name := range v.sortedKeys(base+".expect_headers", r.ExpectHeaders) {
+		key := mapKey(base+".expect_headers", name)
+		if !isHTTPToken(name) {
+			v.addf(key, "invalid header name %q; use letters, digits and '-'", name)
+		}
+		if _, err := regexp.Compile(r.ExpectHeaders[name]); err != nil {
+			v.add(key, regexpError(r.ExpectHeaders[name], err))
+		}
+	}
 	for j, st := range r.Status {
 		if st < 100 || st > 599 {
 			v.addf(fmt.Sprintf("%s.status[%d]", base, j), "invalid HTTP status %d: must be between 100 and 599", st)

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,6 +176,21 @@ func HTTP(ctx context.Context, t Target, r config.Rule) Result {
 		det.Expected = expected
 		return failResult(res, Critical, ReasonStatus, "HTTP %s (expected %s) from %s",
 			resp.Status, strings.Join(expected, ", "), det.FinalURL)
+	}
+	for _, name := range sortedHeaderNames(r.ExpectHeaders) {
+		pattern := r.ExpectHeaders[name]
+		re, err := regexp.Compile(pattern)
+		if err != nil {
+			return Failf(Unknown, ReasonError, "expect_headers %s: %q is not a valid regexp: %v", name, pattern, err)
+		}
+		values := resp.Header.Values(name)
+		if len(values) == 0 {
+			return failResult(res, Critical, ReasonMismatch, "%s, but the response has no %s header", msg, name)
+		}
+		if got := strings.Join(values, ", "); !re.MatchString(got) {
+			return failResult(res, Critical, ReasonMismatch, "%s, but header %s is %s, which does not match %q",
+				msg, name, quoteSnippet([]byte(got), 80), pattern)
+		}
 	}
 	if readErr != nil {
 		reason := tcpIOReason(readErr)
@@ -439,4 +455,14 @@ func httpRedirects(resp *http.Response) int {
 		n++
 	}
 	return n
+}
+
+// sortedHeaderNames returns the header names of m in a stable order.
+func sortedHeaderNames(m map[string]string) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
 }
