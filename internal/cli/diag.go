@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,6 +26,7 @@ type diagOptions struct {
 	concurrency int
 	maxTime     time.Duration
 	noHistory   bool
+	history     bool // serve only
 	explain     bool
 }
 
@@ -57,6 +60,9 @@ local history (netops diag history) unless --no-history.`,
   netops diag --tag prod --output nagios
   netops diag --all --output prometheus > /var/lib/node_exporter/netops.prom`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := suggestSubcommand(a, cmd, args); err != nil {
+				return err
+			}
 			return runDiag(cmd.Context(), a, args, o)
 		},
 	}
@@ -73,7 +79,12 @@ func (o *diagOptions) addFlags(f *pflag.FlagSet, verb, maxTimeHelp string, noHis
 	f.StringSliceVar(&o.rules, "rule", nil, "run only these rules (repeatable)")
 	f.IntVarP(&o.concurrency, "concurrency", "j", 256, "checks run at once (each bounds its own sockets)")
 	f.DurationVar(&o.maxTime, "max-time", 0, maxTimeHelp)
-	f.BoolVar(&o.noHistory, "no-history", noHistory, "do not record runs in the local history")
+	if noHistory {
+		// serve answers every poll: recording each round is opt-in there.
+		f.BoolVar(&o.history, "history", false, "record every round in the local history")
+	} else {
+		f.BoolVar(&o.noHistory, "no-history", false, "do not record runs in the local history")
+	}
 }
 
 // plan validates the shared options and resolves targets and checks.
@@ -96,12 +107,41 @@ func (o *diagOptions) plan(a *app, args []string) ([]config.Target, []diag.Check
 		}
 		return nil, nil, err
 	}
+	known := diag.RuleNames(cfg)
 	for _, r := range o.rules {
-		if _, ok := cfg.Rule(r); !ok && !builtinRule(r) {
-			return nil, nil, usageErrorf(fmt.Errorf("unknown rule %q: not in the config nor a built-in rule", r))
+		if !slices.Contains(known, r) {
+			where := "the config's rules"
+			if len(cfg.Rules) == 0 {
+				where = "the built-in rules"
+			}
+			return nil, nil, usageErrorf(fmt.Errorf("unknown rule %q: not one of %s (%s)", r, where, strings.Join(known, ", ")))
 		}
 	}
-	return targets, diag.Plan(cfg, targets, o.rules), nil
+	checks := diag.Plan(cfg, targets, o.rules)
+	if len(checks) == 0 {
+		return nil, nil, usageErrorf(errors.New("no rule applies to the selected targets: nothing to check (see applies_to, the targets' rules lists and --rule)"))
+	}
+	return targets, checks, nil
+}
+
+// suggestSubcommand catches a mistyped subcommand ("histroy") before it is
+// taken for a hostname and looked up in DNS.
+func suggestSubcommand(a *app, cmd *cobra.Command, args []string) error {
+	if len(args) != 1 || strings.ContainsAny(args[0], ".:/[") {
+		return nil
+	}
+	if cfg, err := a.config(); err == nil {
+		if _, ok := cfg.Target(args[0]); ok {
+			return nil
+		}
+	}
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		return usageErrorf(fmt.Errorf("unknown target %q: not a configured target; did you mean 'netops diag %s'? (to check a host of that name, write it with a trailing dot: %s.)", args[0], s[0], args[0]))
+	}
+	return nil
 }
 
 func runDiag(ctx context.Context, a *app, args []string, o diagOptions) error {
@@ -134,15 +174,6 @@ func runDiag(ctx context.Context, a *app, args []string, o diagOptions) error {
 		return &exitError{code: code, silent: true}
 	}
 	return nil
-}
-
-func builtinRule(name string) bool {
-	for _, r := range diag.BuiltinRules() {
-		if r.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // recordDiag stores one history row per target. History is a convenience: a

@@ -15,7 +15,8 @@ func newDiagDoctorCmd(a *app) *cobra.Command {
 		Long: `Check what this machine allows before running diag: unprivileged and raw ICMP
 (net.ipv4.ping_group_range, CAP_NET_RAW), the open-file limit used by port scans,
 IPv6 on loopback, the DNS resolver, and iperf3. Each finding says how to fix it.
-Exit code: 0 when everything is allowed, 1 on warnings, 2 when ICMP is impossible.`,
+Exit code: 0 when everything is allowed, 1 on warnings, 2 when ICMP is impossible,
+3 when something could not be checked.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := a.format()

@@ -52,7 +52,8 @@ An alert runs the --alert-exec program (its arguments, if any, go after "--")
 with the alert as JSON on stdin and NETOPS_ALERT_STATE, _TARGET, _RULE,
 _STATUS, _REASON, _MESSAGE in its environment. It never goes through a shell.
 
-SIGINT or SIGTERM stops the monitor cleanly after the round in progress (exit 0).`,
+SIGINT or SIGTERM stops the monitor at once (exit 0); the round in progress is
+discarded, not printed or recorded.`,
 		Example: `  netops diag monitor web1 db1 --interval 30s --alert-after 3
   netops diag monitor --tag prod --alert-exec /usr/local/bin/page-oncall -- --team net`,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,8 +36,17 @@ iperf3 on 5201). --no-bandwidth measures latency only.`,
 			if err != nil {
 				return err
 			}
-			if count < 1 || count > 10000 {
+			switch {
+			case count < 1 || count > 10000:
 				return usageErrorf(errors.New("--count must be between 1 and 10000"))
+			case port < 0 || port > 65535:
+				return usageErrorf(errors.New("--port must be between 1 and 65535 (or 0 for ICMP)"))
+			case bwPort < 1 || bwPort > 65535:
+				return usageErrorf(errors.New("--bandwidth-port must be between 1 and 65535"))
+			case bwSeconds <= 0:
+				return usageErrorf(errors.New("--bandwidth-time must be positive"))
+			case interval <= 0:
+				return usageErrorf(errors.New("--interval must be positive"))
 			}
 			cfg, err := a.config()
 			if err != nil {
@@ -47,6 +57,9 @@ iperf3 on 5201). --no-bandwidth measures latency only.`,
 				return usageErrorf(err)
 			}
 			t := targets[0]
+			if t.Type == config.TargetNetwork {
+				return usageErrorf(fmt.Errorf("diag perf measures one host or service, and %s is a network", t.Address))
+			}
 			checks := []diag.Check{{Target: t, Rule: config.Rule{Name: "latency", Check: config.CheckLatency, Count: count,
 				Interval: config.Duration(interval), Port: port, Timeout: config.Duration(2 * time.Second), Severity: config.SeverityCritical}}}
 			if !noBW {

@@ -24,6 +24,9 @@ regressions); and recommendations derived from that data.`,
 		Example: `  netops diag report --since 7d
   netops diag report web1 --format markdown > report.md`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if a.opts.output != string(render.Text) && a.opts.output != string(render.JSON) {
+				return usageErrorf(fmt.Errorf("--output %q: diag report writes text or json (or --format markdown)", a.opts.output))
+			}
 			f := render.Format(format)
 			switch {
 			case format == "" && a.opts.output == string(render.JSON):

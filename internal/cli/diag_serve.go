@@ -49,7 +49,7 @@ Stop with SIGINT or SIGTERM.`,
 			h := &healthz.Handler{CacheFor: cacheFor, Run: func(rctx context.Context) *diag.Report {
 				rep := diag.Run(rctx, checks, diag.Options{Probes: probes, Concurrency: o.concurrency, MaxTime: maxTime})
 				rep.AddTargets(targets)
-				if !o.noHistory {
+				if o.history {
 					a.recordDiag(rctx, rep)
 				}
 				return rep
@@ -71,6 +71,7 @@ Stop with SIGINT or SIGTERM.`,
 				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
 				_ = srv.Shutdown(sctx)
+				h.Wait() // let a round in progress finish before the store closes
 				return nil
 			}
 		},

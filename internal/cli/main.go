@@ -31,6 +31,12 @@ type Build struct {
 func Main(build Build) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal netops shuts down cleanly; a second one gets the
+	// default action and ends the process at once.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	ios := iostreams.System(os.LookupEnv)
 	return Run(ctx, os.Args[1:], ios, os.LookupEnv, build)
 }

@@ -54,7 +54,7 @@ JSON with --output json. Logs and progress go to stderr.
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.opts.configPath, "config", "", "config file (default: first of ./netops.yaml, ~/.config/netops/netops.yaml, /etc/netops/netops.yaml)")
 	pf.StringVarP(&a.opts.output, "output", "o", "text", "output format: text or json (diag also: junit, tap, nagios, prometheus)")
-	pf.BoolVarP(&a.opts.quiet, "quiet", "q", false, "print only errors and results; the exit code tells the outcome")
+	pf.BoolVarP(&a.opts.quiet, "quiet", "q", false, "print only errors and requested data; status results (diag text, validate) only through the exit code")
 	pf.BoolVarP(&a.opts.verbose, "verbose", "v", false, "log what netops does (debug level) to stderr")
 	pf.BoolVar(&a.opts.noColor, "no-color", false, "never color output (also: NO_COLOR=1)")
 	pf.String("state-dir", "", "state directory (default: /var/lib/netops as root, else $XDG_STATE_HOME/netops)")

@@ -113,6 +113,15 @@ func icmpFindings(env DoctorEnv) []Finding {
 	} else {
 		raw.Status, raw.Detail = probe.OK, "raw ICMP sockets allowed (euid "+strconv.Itoa(env.Euid)+")"
 	}
+	if raw.Status == probe.OK {
+		// Unprivileged ICMP is only a convenience when raw sockets work.
+		for i := range out {
+			if out[i].Item == "icmp-unprivileged" && out[i].Status == probe.Warning {
+				out[i].Status = probe.OK
+				out[i].Detail += " (not needed: raw ICMP works)"
+			}
+		}
+	}
 	out = append(out, raw)
 	if !unpriv && raw.Status != probe.OK {
 		out = append(out, Finding{Item: "icmp", Status: probe.Critical,

@@ -87,6 +87,7 @@ func Run(ctx context.Context, checks []Check, opts Options) *Report {
 		conc = 256
 	}
 	start := now()
+	parent := ctx
 	if opts.MaxTime > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.MaxTime)
@@ -108,6 +109,15 @@ func Run(ctx context.Context, checks []Check, opts Options) *Report {
 			}
 			defer func() { <-sem }()
 			results[i] = runCheck(ctx, c, opts.Probes, now)
+			if ctx.Err() != nil && parent.Err() == nil {
+				// --max-time ran out while the check ran: whatever it saw is
+				// partial (a ping cut after one packet) or a failure caused by
+				// the deadline, not by the target.
+				r := &results[i]
+				r.Status, r.Reason = probe.Unknown, probe.ReasonTimeout
+				r.Message = "stopped by --max-time before it finished: " + r.Message
+				r.Remediation = "Raise --max-time or lower the rule's count/timeout"
+			}
 		}()
 	}
 	wg.Wait()
@@ -181,14 +191,12 @@ func runCheck(ctx context.Context, c Check, probes map[string]probe.Func, now fu
 
 	// Severity decides what a failure means: a critical rule fails CRITICAL, a
 	// warning rule only warns, an info rule reports without failing.
-	if cr.Status == probe.Critical {
-		switch cr.Severity {
-		case config.SeverityWarning:
-			cr.Status = probe.Warning
-		case config.SeverityInfo:
-			cr.Status = probe.OK
-			cr.Message = "info: " + cr.Message
-		}
+	switch {
+	case cr.Severity == config.SeverityWarning && cr.Status == probe.Critical:
+		cr.Status = probe.Warning
+	case cr.Severity == config.SeverityInfo && (cr.Status == probe.Critical || cr.Status == probe.Warning):
+		cr.Status = probe.OK
+		cr.Message = "info: " + cr.Message
 	}
 	if cr.Status != probe.OK {
 		cr.Remediation = c.Rule.Remediation

@@ -69,6 +69,11 @@ func (m *Monitor) Observe(rep *Report, at time.Time) []Alert {
 				st = &checkState{}
 				m.states[key] = st
 			}
+			if c.Status == probe.Unknown {
+				// A round where the check could not run says nothing about
+				// the target: it neither extends nor breaks a streak.
+				continue
+			}
 			failing := c.Status == probe.Critical || c.Status == probe.Warning
 			if failing {
 				if st.failRun == 0 {
@@ -122,6 +127,9 @@ func RunAlertExec(ctx context.Context, argv []string, env []string, a Alert) err
 		return fmt.Errorf("encode alert: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	// A program that leaves a child holding its stderr must not hold the
+	// monitor past the deadline: close the pipes shortly after it is killed.
+	cmd.WaitDelay = time.Second
 	cmd.Stdin = bytes.NewReader(append(data, '\n'))
 	cmd.Env = append(env,
 		"NETOPS_ALERT_STATE="+a.State, "NETOPS_ALERT_TARGET="+a.Target, "NETOPS_ALERT_RULE="+a.Rule,

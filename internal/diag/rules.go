@@ -83,6 +83,20 @@ func BuiltinRules() []config.Rule {
 	}
 }
 
+// RuleNames lists the rules Plan would choose from: the config's, or the
+// built-in ones when the config has none.
+func RuleNames(cfg *config.Config) []string {
+	rules := cfg.Rules
+	if len(rules) == 0 {
+		rules = BuiltinRules()
+	}
+	names := make([]string, len(rules))
+	for i, r := range rules {
+		names[i] = r.Name
+	}
+	return names
+}
+
 // Check is one rule to run on one target.
 type Check struct {
 	Target config.Target
@@ -111,7 +125,10 @@ func Plan(cfg *config.Config, targets []config.Target, ruleFilter []string) []Ch
 		if len(ruleFilter) > 0 {
 			// Rules named with --rule run on every target they apply to, even
 			// one whose own list does not name them: the user asked for them.
-			for _, name := range ruleFilter {
+			for i, name := range ruleFilter {
+				if slices.Contains(ruleFilter[:i], name) {
+					continue // --rule x --rule x runs x once
+				}
 				if r, ok := byName[name]; ok && (slices.Contains(t.Rules, name) || Applies(r, t)) {
 					selected = append(selected, r)
 				}

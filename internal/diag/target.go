@@ -20,6 +20,9 @@ type TargetError struct {
 }
 
 func (e *TargetError) Error() string {
+	if e.Arg == "" {
+		return e.Reason
+	}
 	return fmt.Sprintf("unknown target %q: %s", e.Arg, e.Reason)
 }
 
@@ -55,7 +58,7 @@ func SelectTargets(cfg *config.Config, sel Selection) ([]config.Target, error) {
 			}
 		}
 		if !found {
-			return nil, &TargetError{Arg: "tag:" + tag, Reason: "no configured target has this tag"}
+			return nil, &TargetError{Reason: fmt.Sprintf("no configured target has the tag %q", tag)}
 		}
 	}
 	for _, arg := range sel.Args {
@@ -95,6 +98,11 @@ func AdHocTarget(arg string) (config.Target, error) {
 		}
 		if !validHost(u.Hostname()) {
 			return t, &TargetError{Arg: arg, Reason: "the URL's host is not a valid IP address or hostname"}
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return t, &TargetError{Arg: arg, Reason: "port must be a number from 1 to 65535"}
+			}
 		}
 		t.Type = config.TargetService
 	case strings.Contains(arg, "/") && isIP(arg[:strings.Index(arg, "/")]):

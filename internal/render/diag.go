@@ -189,7 +189,9 @@ func diagJUnit(w io.Writer, rep *diag.Report) error {
 	for _, tr := range rep.Targets {
 		suite := junitSuite{Name: tr.Name, Timestamp: rep.Started.UTC().Format("2006-01-02T15:04:05")}
 		for _, c := range tr.Checks {
-			jc := junitCase{Name: c.Rule + " (" + c.Check + ")", Classname: "netops.diag." + tr.Name, Time: secs(c.Duration)}
+			// CI tools split classnames on dots into packages: keep the
+			// target (an IP, hostname or URL) in one piece.
+			jc := junitCase{Name: c.Rule + " (" + c.Check + ")", Classname: "netops.diag." + strings.ReplaceAll(tr.Name, ".", "_"), Time: secs(c.Duration)}
 			text := c.Message
 			if c.Remediation != "" {
 				text += "\nremediation: " + c.Remediation
@@ -227,8 +229,8 @@ func diagJUnit(w io.Writer, rep *diag.Report) error {
 
 func secs(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) }
 
-// TAP version 14: OK is "ok", UNKNOWN is "ok ... # SKIP", the rest "not ok"
-// with a YAML diagnostic block.
+// TAP version 14: OK is "ok"; WARNING, CRITICAL and UNKNOWN are "not ok" with
+// a YAML diagnostic block (an UNKNOWN check also makes netops exit non-zero).
 func diagTAP(w io.Writer, rep *diag.Report) error {
 	var b strings.Builder
 	checks := allChecks(rep)
@@ -241,8 +243,6 @@ func diagTAP(w io.Writer, rep *diag.Report) error {
 			switch c.Status {
 			case probe.OK:
 				fmt.Fprintf(&b, "ok %d - %s\n", n, desc)
-			case probe.Unknown:
-				fmt.Fprintf(&b, "ok %d - %s # SKIP %s\n", n, desc, tapEscape(c.Message))
 			default:
 				fmt.Fprintf(&b, "not ok %d - %s\n", n, desc)
 				fmt.Fprintf(&b, "  ---\n  status: %s\n  reason: %s\n  message: %s\n", c.Status, c.Reason, strconv.Quote(c.Message))
@@ -278,7 +278,8 @@ func diagNagios(w io.Writer, rep *diag.Report) error {
 				perf = append(perf, nagiosPerf(tr.Name+"_"+c.Rule+"_"+mt.Name, mt))
 			}
 		}
-		perf = append(perf, nagiosLabel(tr.Name+"_score")+"="+strconv.Itoa(tr.Score)+";75;60;0;100")
+		// Alert when the score drops below 75 (warning) or 60 (critical).
+		perf = append(perf, nagiosLabel(tr.Name+"_score")+"="+strconv.Itoa(tr.Score)+";75:;60:;0;100")
 	}
 	summary := fmt.Sprintf("%d/%d checks OK, score %d %s", rep.Counts["OK"], len(checks), rep.Score, rep.Band)
 	if len(bad) > 0 {
@@ -321,7 +322,12 @@ func diagPrometheus(w io.Writer, rep *diag.Report) error {
 	b.WriteString("# TYPE netops_diag_check_value gauge\n")
 	for _, tr := range rep.Targets {
 		for _, c := range tr.Checks {
+			seen := map[string]bool{}
 			for _, mt := range c.Metrics {
+				if seen[mt.Name] {
+					continue // one series per metric name: the first value wins
+				}
+				seen[mt.Name] = true
 				fmt.Fprintf(&b, "netops_diag_check_value{%s} %s\n",
 					promLabels("target", tr.Name, "rule", c.Rule, "check", c.Check, "metric", mt.Name, "unit", mt.Unit), promFloat(mt.Value))
 			}

@@ -19,8 +19,8 @@ import (
 type Runner func(ctx context.Context) *diag.Report
 
 // Handler runs checks on demand and caches the report for CacheFor, so a
-// scraper polling every second does not turn into a probe storm. Concurrent
-// requests while a round runs wait for that round instead of starting another.
+// scraper polling every second does not turn into a probe storm. Requests that
+// arrive while a round runs wait for that round and get its report.
 type Handler struct {
 	Run      Runner
 	CacheFor time.Duration
@@ -29,7 +29,14 @@ type Handler struct {
 	mu      sync.Mutex
 	last    *diag.Report
 	lastAt  time.Time
-	running chan struct{}
+	running *round
+	rounds  sync.WaitGroup
+}
+
+// round is one run of the checks, shared by every request waiting for it.
+type round struct {
+	done chan struct{}
+	rep  *diag.Report
 }
 
 func (h *Handler) now() time.Time {
@@ -41,36 +48,39 @@ func (h *Handler) now() time.Time {
 
 // report returns a fresh enough report, running checks when needed.
 func (h *Handler) report(ctx context.Context) *diag.Report {
-	for {
-		h.mu.Lock()
-		if h.last != nil && h.now().Sub(h.lastAt) < h.CacheFor {
-			rep := h.last
-			h.mu.Unlock()
-			return rep
-		}
-		if h.running != nil {
-			wait := h.running
-			h.mu.Unlock()
-			select {
-			case <-wait:
-				continue
-			case <-ctx.Done():
-				return nil
-			}
-		}
-		done := make(chan struct{})
-		h.running = done
+	h.mu.Lock()
+	if h.last != nil && h.now().Sub(h.lastAt) < h.CacheFor {
+		rep := h.last
 		h.mu.Unlock()
-
-		// The round belongs to every waiter, not to the request that started it.
-		rep := h.Run(context.WithoutCancel(ctx))
-		h.mu.Lock()
-		h.last, h.lastAt, h.running = rep, h.now(), nil
-		h.mu.Unlock()
-		close(done)
 		return rep
 	}
+	r := h.running
+	if r == nil {
+		r = &round{done: make(chan struct{})}
+		h.running = r
+		h.rounds.Add(1)
+		go func() {
+			defer h.rounds.Done()
+			// The round belongs to every waiter, not to the request that started it.
+			rep := h.Run(context.WithoutCancel(ctx))
+			h.mu.Lock()
+			r.rep = rep
+			h.last, h.lastAt, h.running = rep, h.now(), nil
+			h.mu.Unlock()
+			close(r.done)
+		}()
+	}
+	h.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.rep
+	case <-ctx.Done():
+		return nil
+	}
 }
+
+// Wait blocks until no round is running (for a clean shutdown).
+func (h *Handler) Wait() { h.rounds.Wait() }
 
 // ServeHTTP answers:
 //

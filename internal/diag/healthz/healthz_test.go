@@ -76,4 +76,18 @@ func TestHandler(t *testing.T) {
 	if code, _, _ := get("/metrics", ""); code != 200 {
 		t.Errorf("metrics = %d, want 200", code)
 	}
+
+	// Without caching, requests that arrive during a round share it rather
+	// than queueing one round each.
+	runs.Store(0)
+	var wg2 sync.WaitGroup
+	for i := 0; i < 5; i++ {
+		wg2.Add(1)
+		go func() { defer wg2.Done(); get("/healthz", "") }()
+	}
+	wg2.Wait()
+	h.Wait()
+	if n := runs.Load(); n > 3 {
+		t.Errorf("%d rounds for 5 concurrent uncached requests; waiters should share a round", n)
+	}
 }
