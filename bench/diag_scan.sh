@@ -109,6 +109,6 @@ printf '  %-48s %7s ms\n' "netops discover 127.0.0.0/24" "$net_ms"
 printf '  %-48s %7s ms\n' "fping -q -i 1 -r 1 -g 127.0.0.0/24" "$fping_ms"
 printf '  ratio netops/fping %s (target <= 1.0)\n' "$(ratio "$net_ms" "$fping_ms")"
 fping_alive=$( (fping -a -q -i 1 -r 1 -g 127.0.0.0/24 2>/dev/null || true) | wc -l)
-echo "  live hosts: netops $(grep -c '"address": "127\.' "$tmp/netops-disc.out"), fping $fping_alive"
+echo "  live hosts: netops $(grep -m1 -o '"message": "[0-9]* of' "$tmp/netops-disc.out" | grep -o '[0-9][0-9]*'), fping $fping_alive"
 echo "  netops: $(grep -m1 '"message"' "$tmp/netops-disc.out" | cut -c1-160)"
 } | tee "$OUT/diag-scan.txt"
