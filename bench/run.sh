@@ -62,3 +62,6 @@ echo
 bench/diag_scan.sh
 echo
 bench/diag_bandwidth.sh
+
+echo
+bench/lock.sh

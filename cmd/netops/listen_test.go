@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +22,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/netops-dev/netops/internal/server"
 )
 
 // cmdListen is the testscript builtin `listen NAME KIND [ARG]`: it starts a real
@@ -149,5 +152,60 @@ func cmdEnvsubst(ts *testscript.TestScript, neg bool, args []string) {
 		data, err := os.ReadFile(p)
 		ts.Check(err)
 		ts.Check(os.WriteFile(p, []byte(os.Expand(string(data), ts.Getenv)), 0o644))
+	}
+}
+
+// cmdNATSServer is the testscript builtin `natsserver NAME`: it starts an
+// embedded nats-server with JetStream (internal/server) on a random loopback
+// port inside the test process for the rest of the script and sets $NAME to
+// its client URL.
+func cmdNATSServer(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: natsserver NAME")
+	}
+	srv, err := server.Start(context.Background(), server.Options{
+		Listen:   "127.0.0.1:-1",
+		StoreDir: filepath.Join(ts.Getenv("WORK"), "nats-"+args[0]),
+	})
+	ts.Check(err)
+	ts.Defer(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	ts.Setenv(args[0], srv.ClientURL())
+}
+
+// cmdWaitPort is the testscript builtin `waitport HOST:PORT`: it waits (up to
+// 20s) until something accepts TCP connections there, for servers started in
+// the background with `exec ... &`.
+func cmdWaitPort(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitport HOST:PORT")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", args[0], time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("nothing listens on %s: %v", args[0], err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cmdWaitFile is the testscript builtin `waitfile PATH`: it waits (up to 20s)
+// until PATH exists.
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitfile PATH")
+	}
+	p := ts.MkAbs(args[0])
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(p); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not appear", p)
+		}
 	}
 }

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -21,8 +24,20 @@ func TestMain(m *testing.M) {
 		"netops": func() {
 			os.Exit(cli.Main(cli.Build{Version: "v0.0.0-test", Commit: "0123456789abcdef", Date: "2026-01-02T03:04:05Z"}))
 		},
-		"exitcode": exitcodeMain,
-		"perm":     permMain,
+		"exitcode":   exitcodeMain,
+		"perm":       permMain,
+		"lockworker": lockworkerMain,
+		"lockstress": lockstressMain,
+		// locksleep FILE SECONDS: create FILE, then sleep (a long-running command).
+		"locksleep": func() {
+			_ = os.WriteFile(os.Args[1], nil, 0o600)
+			secs, _ := strconv.Atoi(os.Args[2])
+			time.Sleep(time.Duration(secs) * time.Second)
+		},
+		"lockexit": func() {
+			code, _ := strconv.Atoi(os.Args[len(os.Args)-1])
+			os.Exit(code)
+		},
 	})
 }
 
@@ -45,7 +60,19 @@ func exitcodeMain() {
 	cmd := exec.Command(os.Args[2], os.Args[3:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	got := 0
-	if err := cmd.Run(); err != nil {
+	// Forward signals, so `kill` in a script reaches the program under test.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "exitcode: %v\n", err)
+		os.Exit(2)
+	}
+	go func() {
+		for sig := range sigs {
+			_ = cmd.Process.Signal(sig)
+		}
+	}()
+	if err := cmd.Wait(); err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) {
 			fmt.Fprintf(os.Stderr, "exitcode: %v\n", err)
@@ -104,8 +131,11 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"listen":   cmdListen,
-			"envsubst": cmdEnvsubst,
+			"listen":     cmdListen,
+			"envsubst":   cmdEnvsubst,
+			"natsserver": cmdNATSServer,
+			"waitport":   cmdWaitPort,
+			"waitfile":   cmdWaitFile,
 		},
 		Setup: func(env *testscript.Env) error {
 			work := env.WorkDir

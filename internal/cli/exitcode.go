@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/netops-dev/netops/internal/config"
+	"github.com/netops-dev/netops/internal/lock"
+	"github.com/netops-dev/netops/internal/natsbackend"
 	"github.com/netops-dev/netops/internal/store"
 )
 
@@ -20,6 +22,7 @@ const (
 	ExitUsage       = 64
 	ExitUnavailable = 69
 	ExitLockTimeout = 75
+	ExitLeaseLost   = 76
 	ExitConfig      = 78
 	ExitInterrupted = 130
 )
@@ -39,6 +42,7 @@ func exitCodes() []exitCodeDoc {
 		{ExitUsage, "usage error (bad flag or argument, or a command that is not built yet)"},
 		{ExitUnavailable, "backend or server unavailable"},
 		{ExitLockTimeout, "lock not acquired within the wait (temporary failure)"},
+		{ExitLeaseLost, "lock run: the lease was lost while the command ran; the command was stopped"},
 		{ExitConfig, "configuration error (bad config file or value, unusable state dir or database)"},
 		{ExitInterrupted, "interrupted (SIGINT/SIGTERM)"},
 	}
@@ -86,11 +90,19 @@ func exitCode(err error, interrupted bool) int {
 		return ExitInterrupted
 	}
 	var ue *usageError
-	if errors.As(err, &ue) || isCobraUsageError(err) {
+	if errors.As(err, &ue) || isCobraUsageError(err) || errors.Is(err, lock.ErrInvalid) {
 		return ExitUsage
 	}
+	switch {
+	case errors.Is(err, lock.ErrTimeout):
+		return ExitLockTimeout
+	case errors.Is(err, lock.ErrUnavailable):
+		return ExitUnavailable
+	case errors.Is(err, lock.ErrLost):
+		return ExitLeaseLost
+	}
 	var ce *config.Error
-	if errors.As(err, &ce) {
+	if errors.As(err, &ce) || errors.Is(err, natsbackend.ErrConfig) {
 		return ExitConfig
 	}
 	var tooNew *store.TooNewError

@@ -77,9 +77,9 @@ JSON with --output json. Logs and progress go to stderr.
 	for _, c := range []*cobra.Command{
 		newDiagCmd(a),
 		newNotBuiltCmd("transfer", "Move files over SFTP, HTTP and local paths with verification", 4),
-		newNotBuiltCmd("lock", "Exclusive and shared locks for jobs, local or on NATS", 5),
+		newLockCmd(a),
 		newNotBuiltCmd("ipc", "Queues, channels and TCP sockets for messages", 6),
-		newNotBuiltCmd("server", "Run an embedded NATS JetStream server", 5),
+		newServerCmd(a),
 	} {
 		c.GroupID = "ops"
 		root.AddCommand(c)

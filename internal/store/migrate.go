@@ -8,7 +8,7 @@ import (
 
 // SchemaLatest is the highest schema version this build knows: the number
 // of migrations.
-const SchemaLatest = 1
+const SchemaLatest = 2
 
 // migrations returns the schema steps in order: element i takes the schema
 // from version i to version i+1. Steps are append-only: never edit or
@@ -28,6 +28,29 @@ func migrations() [][]string {
 			)`,
 			`CREATE INDEX runs_kind_started ON runs (kind, started_ns)`,
 			`CREATE INDEX runs_started ON runs (started_ns)`,
+		},
+		// 2: lock tickets (internal/lock/local). The id is the FIFO order
+		// and the fencing token: AUTOINCREMENT never reuses an id, even
+		// after the newest rows are deleted, so tokens keep increasing
+		// across releases and restarts.
+		{
+			`CREATE TABLE lock_tickets (
+				id         INTEGER PRIMARY KEY AUTOINCREMENT,
+				name       TEXT    NOT NULL,
+				mode       TEXT    NOT NULL CHECK (mode IN ('exclusive', 'shared')),
+				owner      TEXT    NOT NULL,
+				host       TEXT    NOT NULL DEFAULT '',
+				pid        INTEGER NOT NULL DEFAULT 0,
+				command    TEXT    NOT NULL DEFAULT '',
+				session    INTEGER NOT NULL DEFAULT 0,
+				file       TEXT    NOT NULL DEFAULT '',
+				state      TEXT    NOT NULL CHECK (state IN ('waiting', 'held')),
+				ttl_ns     INTEGER NOT NULL,
+				created_ns INTEGER NOT NULL,
+				granted_ns INTEGER,
+				expires_ns INTEGER
+			)`,
+			`CREATE INDEX lock_tickets_name ON lock_tickets (name, id)`,
 		},
 	}
 }

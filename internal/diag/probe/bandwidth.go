@@ -69,7 +69,9 @@ func Bandwidth(ctx context.Context, t Target, rule config.Rule) Result {
 	}
 	up, err := bandwidth.Measure(ctx, addr, bandwidth.Upload, d)
 	if errors.Is(err, bandwidth.ErrNotNetops) {
-		return bwIperf3(ctx, host, port, d, err.Error())
+		// Probing an iperf3 server this way makes it drop the next client,
+		// so iperf3 is only used on its own port, never guessed.
+		return Failf(Unknown, ReasonError, "%v; for an iperf3 server use port %d, or run 'netops diag bandwidth-server' on %s", err, IPerf3Port, host)
 	}
 	if err != nil {
 		return bwFail(err, addr)

@@ -212,8 +212,4 @@ func TestBandwidthIperf3(t *testing.T) {
 		ln.Close()
 		check(t, IPerf3Port)
 	})
-	t.Run("detected", func(t *testing.T) {
-		t.Parallel()
-		check(t, freePort(t))
-	})
 }

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// lockworkerMain implements `lockworker DIR`, the command that `netops lock run`
+// runs in the stress scripts: under the lock it reads DIR/counter, writes it
+// back incremented and appends "TOKEN ENTER_NS EXIT_NS" to DIR/log. Without
+// mutual exclusion the counter loses increments and intervals overlap.
+func lockworkerMain() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: lockworker DIR")
+		os.Exit(2)
+	}
+	dir := os.Args[1]
+	token := os.Getenv("NETOPS_LOCK_TOKEN")
+	if token == "" {
+		fmt.Fprintln(os.Stderr, "lockworker: NETOPS_LOCK_TOKEN not set")
+		os.Exit(2)
+	}
+	enter := time.Now().UnixNano()
+	// LOCKWORKER_KILL_PARENT=1: every third holder SIGKILLs the netops that
+	// holds the lock for it, then goes on working: the lock must stay held
+	// until this command exits.
+	if os.Getenv("LOCKWORKER_KILL_PARENT") == "1" {
+		if tok, _ := strconv.Atoi(token); tok%3 == 0 {
+			_ = syscall.Kill(os.Getppid(), syscall.SIGKILL)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "counter"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	// Widen the window a broken lock would show (LOCKWORKER_MS, default 1).
+	ms, err := strconv.Atoi(os.Getenv("LOCKWORKER_MS"))
+	if err != nil || ms < 1 {
+		ms = 1
+	}
+	time.Sleep(time.Duration(ms) * time.Millisecond)
+	if err := os.WriteFile(filepath.Join(dir, "counter"), []byte(strconv.Itoa(n+1)), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	exit := time.Now().UnixNano()
+	f, err := os.OpenFile(filepath.Join(dir, "log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Fprintf(f, "%s %d %d\n", token, enter, exit)
+	f.Close()
+	os.Exit(0)
+}
+
+// lockstressMain implements `lockstress PROCS ROUNDS DIR NETOPS-ARGS...`: PROCS
+// concurrent loops each run `netops NETOPS-ARGS... -- lockworker DIR` ROUNDS
+// times, then it checks DIR/log and DIR/counter: counter exact, no two
+// intervals overlap, tokens strictly increasing in interval order.
+func lockstressMain() {
+	if len(os.Args) < 5 {
+		fmt.Fprintln(os.Stderr, "usage: lockstress PROCS ROUNDS DIR NETOPS-ARGS...")
+		os.Exit(2)
+	}
+	procs, _ := strconv.Atoi(os.Args[1])
+	rounds, _ := strconv.Atoi(os.Args[2])
+	dir := os.Args[3]
+	args := append(append([]string{}, os.Args[4:]...), "--", "lockworker", dir)
+	// LOCKSTRESS_KILL=1: SIGKILL some netops processes at random moments. The
+	// lock must stay safe (no overlap) and live (no deadlock); killed runs
+	// simply do not count.
+	kill := os.Getenv("LOCKSTRESS_KILL") == "1"
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	killed := 0
+	start := time.Now()
+	for p := 0; p < procs; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				cmd := exec.Command("netops", args...)
+				var out strings.Builder
+				cmd.Stdout, cmd.Stderr = &out, &out
+				if err := cmd.Start(); err != nil {
+					mu.Lock()
+					failures = append(failures, err.Error())
+					mu.Unlock()
+					continue
+				}
+				if kill && (p+r)%3 == 0 {
+					time.AfterFunc(time.Duration((p*7+r*13)%40)*time.Millisecond, func() { _ = cmd.Process.Kill() })
+				}
+				err := cmd.Wait()
+				var ee *exec.ExitError
+				if kill && errors.As(err, &ee) && ee.ExitCode() == -1 {
+					mu.Lock()
+					killed++
+					mu.Unlock()
+					continue
+				}
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("netops %s: %v: %s", strings.Join(args, " "), err, out.String()))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		fmt.Fprintf(os.Stderr, "lockstress: %d runs failed; first: %s\n", len(failures), failures[0])
+		os.Exit(1)
+	}
+	want := procs * rounds
+	if kill {
+		want = -1 // workers of killed runs may or may not have run: count the log
+		fmt.Printf("lockstress: %d netops processes killed with SIGKILL\n", killed)
+	}
+	if err := checkLockLog(dir, want); err != nil {
+		fmt.Fprintf(os.Stderr, "lockstress: %v\n", err)
+		os.Exit(1)
+	}
+	fmt.Printf("lockstress: %d runs by %d processes in %s: counter exact, no overlap, tokens increasing\n",
+		procs*rounds, procs, time.Since(start).Round(time.Millisecond))
+	_ = want
+	os.Exit(0)
+}
+
+// checkLockLog verifies the log; want < 0 means "as many as the log has lines".
+func checkLockLog(dir string, want int) error {
+	data, err := os.ReadFile(filepath.Join(dir, "counter"))
+	if err != nil {
+		return err
+	}
+	counter, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	f, err := os.Open(filepath.Join(dir, "log"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	type iv struct {
+		token       uint64
+		enter, exit int64
+	}
+	var ivs []iv
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var v iv
+		if _, err := fmt.Sscanf(sc.Text(), "%d %d %d", &v.token, &v.enter, &v.exit); err != nil {
+			return fmt.Errorf("bad log line %q", sc.Text())
+		}
+		ivs = append(ivs, v)
+	}
+	if want < 0 {
+		want = len(ivs)
+	}
+	if counter != want {
+		return fmt.Errorf("counter is %d, want %d: increments were lost", counter, want)
+	}
+	if len(ivs) != want {
+		return fmt.Errorf("%d log lines, want %d", len(ivs), want)
+	}
+	sort.Slice(ivs, func(i, j int) bool { return ivs[i].enter < ivs[j].enter })
+	for i := 1; i < len(ivs); i++ {
+		if ivs[i].enter < ivs[i-1].exit {
+			return fmt.Errorf("overlap: token %d entered at %d before token %d exited at %d",
+				ivs[i].token, ivs[i].enter, ivs[i-1].token, ivs[i-1].exit)
+		}
+		if ivs[i].token <= ivs[i-1].token {
+			return fmt.Errorf("tokens not increasing: %d after %d", ivs[i].token, ivs[i-1].token)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,365 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/netops-dev/netops/internal/config"
+	"github.com/netops-dev/netops/internal/lock"
+	"github.com/netops-dev/netops/internal/lock/local"
+	"github.com/netops-dev/netops/internal/natsbackend"
+	"github.com/netops-dev/netops/internal/render"
+)
+
+func newLockCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "lock",
+		Short: "Exclusive and shared locks for jobs, on one host or across a fleet",
+		Long: `Coordinate jobs with named locks: exclusive (one holder) or shared (many readers,
+no writer), granted in FIFO order, with leases and fencing tokens.
+
+Backend: local (default; SQLite in the state dir plus flock, no daemon) or nats
+(NATS JetStream KV: set backend.kind: nats and backend.url, or --backend nats
+--backend-url nats://127.0.0.1:4222; 'netops server' runs one).
+
+Exit codes: 'lock run' exits with the command's code (128+N when it was killed
+by signal N); 75 when the lock was not acquired within --wait; 76 when the
+lease was lost while the command ran (the command was stopped); 69 when the
+backend is unreachable.`,
+		Args: noArgs,
+	}
+	cmd.AddCommand(newLockRunCmd(a), newLockAcquireCmd(a), newLockReleaseCmd(a), newLockStatusCmd(a), newLockCleanupCmd(a))
+	return cmd
+}
+
+// lockFlags are the acquisition flags shared by run and acquire.
+type lockFlags struct {
+	shared bool
+	wait   time.Duration
+	noWait bool
+	ttl    time.Duration
+}
+
+func (f *lockFlags) add(cmd *cobra.Command, ttlDefault time.Duration, ttlHelp string) {
+	fl := cmd.Flags()
+	fl.BoolVar(&f.shared, "shared", false, "take a shared (reader) lock instead of an exclusive one")
+	fl.DurationVar(&f.wait, "wait", 0, "wait at most this long for the lock (default: wait forever), then exit 75")
+	fl.BoolVar(&f.noWait, "no-wait", false, "fail at once (exit 75) when the lock is taken")
+	fl.DurationVar(&f.ttl, "ttl", ttlDefault, ttlHelp)
+}
+
+func (f *lockFlags) request(cmd *cobra.Command, name, owner string, session bool) (lock.Request, error) {
+	req := lock.Request{Name: name, Mode: lock.Exclusive, TTL: f.ttl, Session: session}
+	if f.shared {
+		req.Mode = lock.Shared
+	}
+	switch {
+	case f.noWait && cmd.Flags().Changed("wait"):
+		return req, usageErrorf(errors.New("--wait and --no-wait exclude each other"))
+	case f.noWait:
+		req.Wait = 0
+	case cmd.Flags().Changed("wait"):
+		if f.wait <= 0 {
+			return req, usageErrorf(errors.New("--wait must be positive (use --no-wait not to wait)"))
+		}
+		req.Wait = f.wait
+	default:
+		req.Wait = lock.WaitForever
+	}
+	host, _ := os.Hostname()
+	req.Holder = lock.Holder{Owner: owner, Host: host, PID: os.Getpid()}
+	if err := lock.ValidateRequest(req); err != nil {
+		return req, usageErrorf(err)
+	}
+	return req, nil
+}
+
+// locker opens the configured lock backend.
+func (a *app) locker(ctx context.Context) (lock.Locker, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.WithDefaults().Backend.Kind {
+	case config.BackendNATS:
+		return natsbackend.Open(ctx, cfg.Backend, "netops lock", natsbackend.Options{})
+	default:
+		st, err := a.store(ctx)
+		if err != nil {
+			return nil, err
+		}
+		dir, err := a.stateDir()
+		if err != nil {
+			return nil, err
+		}
+		return local.New(st, dir), nil
+	}
+}
+
+func newOwnerID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return host + ":" + strconv.Itoa(os.Getpid()) + ":" + hex.EncodeToString(b[:])
+}
+
+func newLockRunCmd(a *app) *cobra.Command {
+	var (
+		f     lockFlags
+		grace time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "run NAME [flags] -- COMMAND [ARGS...]",
+		Short: "Run a command while holding a lock; exit with its exit code",
+		Long: `Acquire the lock NAME, run COMMAND (never through a shell) in its own process
+group, keep the lease alive while it runs, and release the lock when it exits.
+SIGINT, SIGTERM and SIGHUP are forwarded to the command. The command gets
+NETOPS_LOCK_NAME, NETOPS_LOCK_TOKEN (fencing token: strictly increasing per lock,
+so a resource can reject writes from an older holder), NETOPS_LOCK_OWNER and
+NETOPS_LOCK_MODE.
+
+If netops dies, the local backend frees the lock at once; the NATS backend frees
+it when the lease (--ttl) runs out. If the lease is lost while the command runs
+(backend unreachable past the TTL), the command gets SIGTERM, then SIGKILL after
+--grace, and netops exits 76.`,
+		Example: `  netops lock run nightly-backup -- /usr/local/bin/backup.sh --full
+  netops lock run db-schema --wait 5m -- ./migrate
+  netops lock run reports --shared --no-wait -- ./read-only-report`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dash := cmd.ArgsLenAtDash()
+			if dash != 1 || len(args) < 2 {
+				return usageErrorf(errors.New(`usage: netops lock run NAME [flags] -- COMMAND [ARGS...]`))
+			}
+			req, err := f.request(cmd, args[0], newOwnerID(), true)
+			if err != nil {
+				return err
+			}
+			req.Command = strings.Join(args[1:], " ")
+			lk, err := a.locker(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer lk.Close()
+			sigs := make(chan os.Signal, 4)
+			signal.Notify(sigs, syscall.SIGHUP)
+			defer signal.Stop(sigs)
+			// SIGINT/SIGTERM also end netops's own context (cli.Main): that
+			// interrupts a wait for the lock; once the command runs, the
+			// signals are forwarded to it and netops waits for it to exit.
+			res, err := lock.RunCommand(cmd.Context(), lk, req, args[1:], lock.RunOptions{
+				Signals: forwardSignals(sigs), Grace: grace,
+				Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+			})
+			if err != nil {
+				return err
+			}
+			a.log.Debug("lock run finished", "lock", req.Name, "token", res.Lease.Token, "exit", res.ExitCode, "took", res.Duration)
+			if res.LeaseLost {
+				return &exitError{code: ExitLeaseLost, err: fmt.Errorf("lease on lock %q was lost while the command ran; the command was stopped (exit %d)", req.Name, res.ExitCode)}
+			}
+			if res.ExitCode != 0 {
+				return &exitError{code: res.ExitCode, silent: true}
+			}
+			return nil
+		},
+	}
+	f.add(cmd, lock.DefaultTTL, "lease length; renewed every TTL/3 while the command runs")
+	cmd.Flags().DurationVar(&grace, "grace", 10*time.Second, "time between SIGTERM and SIGKILL when the lease is lost")
+	return cmd
+}
+
+// forwardSignals subscribes to SIGINT and SIGTERM too and merges them into
+// sigs, so RunCommand forwards them to the command's process group.
+func forwardSignals(sigs chan os.Signal) <-chan os.Signal {
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	return sigs
+}
+
+func newLockAcquireCmd(a *app) *cobra.Command {
+	var (
+		f     lockFlags
+		owner string
+	)
+	cmd := &cobra.Command{
+		Use:   "acquire NAME --owner ID",
+		Short: "Take a lock now and keep it until 'lock release' or the TTL",
+		Long: `Take the lock NAME for owner ID and exit, for scripts that lock in one command
+and unlock in a later one. The lease lasts --ttl unless released first; acquiring
+again with the same owner is idempotent (same token). Prints the fencing token.`,
+		Example: `  netops lock acquire deploy --owner "$CI_JOB_ID" --ttl 30m --wait 10m
+  netops lock release deploy --owner "$CI_JOB_ID"`,
+		Args: exactArgs(1, "one lock NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			format, err := a.format()
+			if err != nil {
+				return err
+			}
+			if owner == "" {
+				return usageErrorf(errors.New("--owner is required: the same ID releases the lock later"))
+			}
+			req, err := f.request(cmd, args[0], owner, false)
+			if err != nil {
+				return err
+			}
+			lk, err := a.locker(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer lk.Close()
+			lease, err := lk.Acquire(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if format == render.JSON {
+				return render.WriteJSON(a.ios.Out, lease)
+			}
+			var r render.Record
+			r.Set("lock", lease.Name)
+			r.Set("owner", lease.Owner)
+			r.Set("mode", string(lease.Mode))
+			r.Set("token", strconv.FormatUint(lease.Token, 10))
+			r.Set("expires", lease.Expires.Local().Format(time.RFC3339))
+			return r.WriteText(a.ios.Out, a.mode())
+		},
+	}
+	f.add(cmd, 10*time.Minute, "lease length: the lock frees itself after this unless released")
+	cmd.Flags().StringVar(&owner, "owner", "", "owner ID (required; release with the same ID)")
+	return cmd
+}
+
+func newLockReleaseCmd(a *app) *cobra.Command {
+	var owner string
+	cmd := &cobra.Command{
+		Use:   "release NAME --owner ID",
+		Short: "Release a lock taken with 'lock acquire'",
+		Args:  exactArgs(1, "one lock NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if owner == "" {
+				return usageErrorf(errors.New("--owner is required"))
+			}
+			if err := lock.ValidateName(args[0]); err != nil {
+				return usageErrorf(err)
+			}
+			lk, err := a.locker(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer lk.Close()
+			return lk.Release(cmd.Context(), args[0], owner)
+		},
+	}
+	cmd.Flags().StringVar(&owner, "owner", "", "owner ID given to 'lock acquire'")
+	return cmd
+}
+
+func newLockStatusCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status [NAME]",
+		Short: "Show holders and waiters (in queue order) of one lock or all locks",
+		Args:  maxArgs(1, "one lock NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			format, err := a.format()
+			if err != nil {
+				return err
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+				if err := lock.ValidateName(name); err != nil {
+					return usageErrorf(err)
+				}
+			}
+			lk, err := a.locker(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer lk.Close()
+			sts, err := lk.Status(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			if format == render.JSON {
+				if sts == nil {
+					sts = []lock.Status{}
+				}
+				return render.WriteJSON(a.ios.Out, sts)
+			}
+			now := time.Now()
+			t := render.NewTable("lock", "state", "mode", "owner", "host", "pid", "command", "token", "for", "expires in")
+			t.StatusColumn = 1
+			for _, s := range sts {
+				for _, h := range s.Holders {
+					t.Add(s.Name, "HELD", string(h.Mode), h.Owner, h.Host, strconv.Itoa(h.PID), dashIfEmpty(h.Command),
+						strconv.FormatUint(h.Token, 10), now.Sub(h.Since).Round(time.Millisecond).String(), until(now, h.Expires))
+				}
+				for _, w := range s.Waiters {
+					t.Add(s.Name, "WAITING", string(w.Mode), w.Owner, w.Host, strconv.Itoa(w.PID), dashIfEmpty(w.Command),
+						"#"+strconv.Itoa(w.Position), now.Sub(w.Since).Round(time.Millisecond).String(), "-")
+				}
+			}
+			return t.WriteText(a.ios.Out, a.mode())
+		},
+	}
+}
+
+func until(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Sub(now).Round(time.Millisecond).String()
+}
+
+func newLockCleanupCmd(a *app) *cobra.Command {
+	var olderThan time.Duration
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Remove expired leases and dead waiters, and say what was removed",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			format, err := a.format()
+			if err != nil {
+				return err
+			}
+			if olderThan < 0 {
+				return usageErrorf(errors.New("--older-than must not be negative"))
+			}
+			lk, err := a.locker(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer lk.Close()
+			c, err := lk.Cleanup(cmd.Context(), olderThan)
+			if err != nil {
+				return err
+			}
+			if format == render.JSON {
+				return render.WriteJSON(a.ios.Out, c)
+			}
+			t := render.NewTable("removed", "owner", "host", "pid", "mode", "since")
+			for _, e := range c.ExpiredLeases {
+				t.Add("expired-lease", e.Owner, e.Host, strconv.Itoa(e.PID), string(e.Mode), e.Since.Local().Format(time.RFC3339))
+			}
+			for _, e := range c.DeadWaiters {
+				t.Add("dead-waiter", e.Owner, e.Host, strconv.Itoa(e.PID), string(e.Mode), e.Since.Local().Format(time.RFC3339))
+			}
+			if len(t.Rows) == 0 && !a.opts.quiet {
+				_, err := fmt.Fprintln(a.ios.ErrOut, "nothing to clean up")
+				return err
+			}
+			return t.WriteText(a.ios.Out, a.mode())
+		},
+	}
+	cmd.Flags().DurationVar(&olderThan, "older-than", 0, "only leases expired for at least this long")
+	return cmd
+}

@@ -1,0 +1,65 @@
+package store
+
+import (
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"testing"
+)
+
+// A database left at an older schema by a previous netops is brought up to
+// SchemaLatest at Open, keeping its rows.
+func TestMigrateFromEachVersion(t *testing.T) {
+	for from := 1; from < SchemaLatest; from++ {
+		t.Run(fmt.Sprintf("from %d", from), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "state")
+			if err := EnsureDir(dir); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, FileName)
+			db, err := sql.Open("sqlite", dsn(path, rwParams))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, step := range migrations()[:from] {
+				for _, stmt := range step {
+					if _, err := db.Exec(stmt); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", from)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec(`INSERT INTO runs (kind, started_ns) VALUES ('diag', 1)`); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			s, err := Open(t.Context(), dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if v, err := s.SchemaVersion(t.Context()); err != nil || v != SchemaLatest {
+				t.Fatalf("SchemaVersion = %d, %v; want %d", v, err, SchemaLatest)
+			}
+			if n := countRuns(t, s); n != 1 {
+				t.Fatalf("%d runs after migration, want 1", n)
+			}
+			// Schema 2: lock tickets.
+			if err := s.Update(t.Context(), func(tx *sql.Tx) error {
+				_, err := tx.Exec(`INSERT INTO lock_tickets (name, mode, owner, state, ttl_ns, created_ns)
+					VALUES ('job', 'exclusive', 'me', 'waiting', 1, 1)`)
+				return err
+			}); err != nil {
+				t.Fatalf("lock_tickets after migration: %v", err)
+			}
+			if err := s.Check(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
