@@ -196,6 +196,11 @@ func (s *Store) retry(ctx context.Context, op string, attempt func() (step, erro
 		case at == stepBegin && ctx.Err() != nil:
 			// The driver's busy handler gave up waiting for the lock.
 			return s.waitErr(ctx, op)
+		case ctx.Err() != nil:
+			// Cancelled mid-transaction: database/sql rolled it back and
+			// reports "transaction has already been committed or rolled
+			// back"; the cause the caller can act on is the context.
+			return fmt.Errorf("%s on %s: %w", op, s.path, ctx.Err())
 		default:
 			return s.wrap(op, err)
 		}
