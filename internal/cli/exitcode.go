@@ -24,6 +24,7 @@ const (
 	ExitLockTimeout = 75
 	ExitLeaseLost   = 76
 	ExitConfig      = 78
+	ExitCannotRun   = 127
 	ExitInterrupted = 130
 )
 
@@ -44,6 +45,7 @@ func exitCodes() []exitCodeDoc {
 		{ExitLockTimeout, "lock not acquired within the wait (temporary failure)"},
 		{ExitLeaseLost, "lock run: the lease was lost while the command ran; the command was stopped"},
 		{ExitConfig, "configuration error (bad config file or value, unusable state dir or database)"},
+		{ExitCannotRun, "lock run: the command could not be started (not found or not executable)"},
 		{ExitInterrupted, "interrupted (SIGINT/SIGTERM)"},
 	}
 }
@@ -100,6 +102,8 @@ func exitCode(err error, interrupted bool) int {
 		return ExitUnavailable
 	case errors.Is(err, lock.ErrLost):
 		return ExitLeaseLost
+	case errors.Is(err, lock.ErrChildStart):
+		return ExitCannotRun
 	}
 	var ce *config.Error
 	if errors.As(err, &ce) || errors.Is(err, natsbackend.ErrConfig) {

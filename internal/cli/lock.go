@@ -129,10 +129,14 @@ NETOPS_LOCK_NAME, NETOPS_LOCK_TOKEN (fencing token: strictly increasing per lock
 so a resource can reject writes from an older holder), NETOPS_LOCK_OWNER and
 NETOPS_LOCK_MODE.
 
-If netops dies, the local backend frees the lock at once; the NATS backend frees
-it when the lease (--ttl) runs out. If the lease is lost while the command runs
-(backend unreachable past the TTL), the command gets SIGTERM, then SIGKILL after
---grace, and netops exits 76.`,
+The local backend ties the lock to a file lock that netops shares with the
+command, like flock(1): if netops dies, the lock stays held until the command
+exits, and is freed at once after that. The NATS backend frees a lock when its
+lease (--ttl) runs out without renewal. When renewals fail so that less than
+--grace is left of the lease, the command's process group gets SIGTERM, then
+SIGKILL when the lease runs out, and netops exits 76: the command is stopped
+before anyone else can be granted the lock. A command that cannot be started
+(not found, not executable) exits 127 without running.`,
 		Example: `  netops lock run nightly-backup -- /usr/local/bin/backup.sh --full
   netops lock run db-schema --wait 5m -- ./migrate
   netops lock run reports --shared --no-wait -- ./read-only-report`,
@@ -151,15 +155,21 @@ it when the lease (--ttl) runs out. If the lease is lost while the command runs
 				return err
 			}
 			defer lk.Close()
-			sigs := make(chan os.Signal, 4)
-			signal.Notify(sigs, syscall.SIGHUP)
-			defer signal.Stop(sigs)
-			// SIGINT/SIGTERM also end netops's own context (cli.Main): that
-			// interrupts a wait for the lock; once the command runs, the
-			// signals are forwarded to it and netops waits for it to exit.
+			if cmd.Flags().Changed("grace") && grace <= 0 {
+				return usageErrorf(errors.New("--grace must be positive"))
+			}
+			// SIGINT/SIGTERM end netops's own context (cli.Main): that
+			// interrupts a wait for the lock. Once the command runs, they
+			// and SIGHUP are forwarded to it and netops waits for it to exit.
 			res, err := lock.RunCommand(cmd.Context(), lk, req, args[1:], lock.RunOptions{
-				Signals: forwardSignals(sigs), Grace: grace,
+				Subscribe: func() (<-chan os.Signal, func()) {
+					sigs := make(chan os.Signal, 4)
+					signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+					return sigs, func() { signal.Stop(sigs) }
+				},
+				Grace: grace,
 				Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+				Warn: func(msg string, err error) { a.log.Warn(msg, "lock", req.Name, "err", err) },
 			})
 			if err != nil {
 				return err
@@ -175,15 +185,8 @@ it when the lease (--ttl) runs out. If the lease is lost while the command runs
 		},
 	}
 	f.add(cmd, lock.DefaultTTL, "lease length; renewed every TTL/3 while the command runs")
-	cmd.Flags().DurationVar(&grace, "grace", 10*time.Second, "time between SIGTERM and SIGKILL when the lease is lost")
+	cmd.Flags().DurationVar(&grace, "grace", 0, "time between SIGTERM and SIGKILL when the lease is being lost (default: 10s or TTL/3, whichever is shorter)")
 	return cmd
-}
-
-// forwardSignals subscribes to SIGINT and SIGTERM too and merges them into
-// sigs, so RunCommand forwards them to the command's process group.
-func forwardSignals(sigs chan os.Signal) <-chan os.Signal {
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	return sigs
 }
 
 func newLockAcquireCmd(a *app) *cobra.Command {

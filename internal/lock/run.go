@@ -7,49 +7,67 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
 
 // RunOptions control RunCommand.
 type RunOptions struct {
-	// Signals delivers the signals to forward to the child (SIGINT, SIGTERM,
-	// SIGHUP); the caller subscribes with signal.Notify. May be nil.
-	Signals <-chan os.Signal
-	// Grace is how long a child gets between SIGTERM and SIGKILL when the
-	// lease is lost (default 10s).
+	// Subscribe, called once the lock is granted and just before the command
+	// starts, returns the signals to forward to it (SIGINT, SIGTERM, SIGHUP)
+	// and a function that stops the subscription. Signals that arrive while
+	// waiting for the lock therefore never reach the command. May be nil.
+	Subscribe func() (<-chan os.Signal, func())
+	// Grace is how long the command gets between SIGTERM and SIGKILL when the
+	// lease is being lost (default: 10s or TTL/3, whichever is shorter; it
+	// must be shorter than the TTL).
 	Grace time.Duration
-	// Stdin, Stdout, Stderr of the child (default: none / discard).
+	// Stdin, Stdout, Stderr of the command (nil: /dev/null).
 	Stdin          *os.File
 	Stdout, Stderr *os.File
-	// Env is the child's base environment (default os.Environ()).
+	// Env is the command's base environment (default os.Environ()).
 	Env []string
+	// Warn reports problems that do not change the outcome (a failed release).
+	Warn func(msg string, err error)
 }
 
-// RunResult is how the child ended.
+// RunResult is how the command ended.
 type RunResult struct {
 	Lease     *Lease
-	ExitCode  int  // the child's exit code; 128+N when killed by signal N
-	Signaled  bool // the child was killed by a signal
-	LeaseLost bool // the lease was lost while the child ran; the child was stopped
+	ExitCode  int  // the command's exit code; 128+N when killed by signal N
+	Signaled  bool // the command was killed by a signal
+	LeaseLost bool // the lease was being lost while it ran; it was stopped
 	Duration  time.Duration
 }
 
-// ErrChildStart is returned when the command cannot be started.
+// ErrChildStart is returned when the command cannot be started (not found,
+// not executable).
 var ErrChildStart = errors.New("cannot start command")
 
 // RunCommand acquires the lock, runs argv (never through a shell) in its own
 // process group with NETOPS_LOCK_NAME, NETOPS_LOCK_TOKEN, NETOPS_LOCK_OWNER and
 // NETOPS_LOCK_MODE in its environment, renews the lease every TTL/3 while it
-// runs, forwards SIGINT/SIGTERM/SIGHUP to it, and releases the lock when it
-// exits. If the lease is lost (renewal fails past the TTL), the child gets
-// SIGTERM, then SIGKILL after the grace period, and RunResult.LeaseLost is set.
+// runs, forwards signals to it, and releases the lock when it exits.
+//
+// If renewals fail (ErrLost, or the backend stays unreachable) so that less
+// than Grace is left of the lease, the command's process group gets SIGTERM,
+// and SIGKILL when the lease runs out (or Grace later, whichever is first):
+// the command is stopped before another holder can be granted the lock.
+// RunResult.LeaseLost is then set.
 func RunCommand(ctx context.Context, lk Locker, req Request, argv []string, opts RunOptions) (RunResult, error) {
 	if len(argv) == 0 {
 		return RunResult{}, fmt.Errorf("%w: no command given", ErrInvalid)
 	}
 	if req.TTL == 0 {
 		req.TTL = DefaultTTL
+	}
+	grace := opts.Grace
+	if grace <= 0 {
+		grace = min(10*time.Second, req.TTL/3)
+	}
+	if grace >= req.TTL {
+		return RunResult{}, fmt.Errorf("%w: grace %s must be shorter than the TTL %s", ErrInvalid, grace, req.TTL)
 	}
 	// Resolve the program before locking, so a typo does not take the lock.
 	path, err := exec.LookPath(argv[0])
@@ -70,13 +88,19 @@ func RunCommand(ctx context.Context, lk Locker, req Request, argv []string, opts
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
 		defer cancel()
-		_ = lk.Release(rctx, lease.Name, lease.Owner)
+		if err := lk.Release(rctx, lease.Name, lease.Owner); err != nil && !res.LeaseLost && opts.Warn != nil {
+			opts.Warn("lock not released; it frees itself when its lease expires", err)
+		}
 	}()
+	if err := ctx.Err(); err != nil {
+		return res, err // interrupted just as the lock was granted: do not start
+	}
 
 	env := opts.Env
 	if env == nil {
 		env = os.Environ()
 	}
+	env = withoutVar(env, "NETOPS_LOCK_FD")
 	cmd := exec.Command(path, argv[1:]...)
 	cmd.Args[0] = argv[0]
 	cmd.Env = append(env,
@@ -84,9 +108,18 @@ func RunCommand(ctx context.Context, lk Locker, req Request, argv []string, opts
 		"NETOPS_LOCK_TOKEN="+strconv.FormatUint(lease.Token, 10),
 		"NETOPS_LOCK_OWNER="+lease.Owner,
 		"NETOPS_LOCK_MODE="+string(lease.Mode))
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
+	if opts.Stdin != nil {
+		cmd.Stdin = opts.Stdin
+	}
+	if opts.Stdout != nil {
+		cmd.Stdout = opts.Stdout
+	}
+	if opts.Stderr != nil {
+		cmd.Stderr = opts.Stderr
+	}
 	// A backend whose liveness is a held file (local) shares it with the
-	// command: killing netops then does not free the lock under it.
+	// command, like flock(1): killing netops then does not free the lock
+	// while the command runs.
 	if sf, ok := lk.(interface{ SessionFile(*Lease) *os.File }); ok {
 		if f := sf.SessionFile(lease); f != nil {
 			cmd.ExtraFiles = []*os.File{f}
@@ -94,6 +127,12 @@ func RunCommand(ctx context.Context, lk Locker, req Request, argv []string, opts
 		}
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var sigs <-chan os.Signal
+	if opts.Subscribe != nil {
+		var stop func()
+		sigs, stop = opts.Subscribe()
+		defer stop()
+	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return res, fmt.Errorf("%w %q: %w", ErrChildStart, argv[0], err)
@@ -104,56 +143,78 @@ func RunCommand(ctx context.Context, lk Locker, req Request, argv []string, opts
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 
-	grace := opts.Grace
-	if grace <= 0 {
-		grace = 10 * time.Second
+	// Renewals run beside the loop so a slow backend never delays signal
+	// forwarding or the command's exit.
+	type renewal struct {
+		expires time.Time
+		err     error
 	}
+	renewed := make(chan renewal, 1)
+	renewing := false
+	expires := lease.Expires
 	renew := time.NewTicker(max(req.TTL/3, 100*time.Millisecond))
 	defer renew.Stop()
-	lastRenew := time.Now()
 	var killTimer <-chan time.Time
-	var waitErr error
+	stopping := false
+	stopCommand := func() {
+		if stopping {
+			return
+		}
+		stopping, res.LeaseLost = true, true
+		signalGroup(syscall.SIGTERM)
+		killTimer = time.After(min(grace, max(time.Until(expires), 0)))
+	}
 	ctxDone := ctx.Done()
-	if opts.Signals != nil {
+	if sigs != nil {
+		// With forwarding, the command decides: it got the signal itself and
+		// netops waits for it to exit, like flock(1).
 		ctxDone = nil
 	}
+	var waitErr error
 loop:
 	for {
 		select {
 		case waitErr = <-done:
 			break loop
-		case sig := <-opts.Signals:
+		case sig := <-sigs:
 			if s, ok := sig.(syscall.Signal); ok {
 				signalGroup(s)
 			}
 		case <-ctxDone:
-			// Without signal forwarding, the caller's context is the way to
-			// stop the child. With forwarding, the child decides: it got the
-			// signal itself and netops waits for it to exit, like flock(1).
 			ctxDone = nil
 			signalGroup(syscall.SIGTERM)
 			if killTimer == nil {
 				killTimer = time.After(grace)
 			}
 		case <-renew.C:
-			if res.LeaseLost {
+			if renewing || stopping {
 				continue
 			}
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), req.TTL/3)
-			err := lk.Renew(rctx, lease)
-			cancel()
-			switch {
+			renewing = true
+			l := *lease
+			go func() {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), req.TTL/3)
+				defer cancel()
+				err := lk.Renew(rctx, &l)
+				renewed <- renewal{expires: l.Expires, err: err}
+			}()
+		case r := <-renewed:
+			renewing = false
+			switch err := r.err; {
 			case err == nil:
-				lastRenew = time.Now()
-			case errors.Is(err, ErrLost) || time.Since(lastRenew) >= req.TTL:
-				// Someone else may hold the lock now: the child must stop.
-				res.LeaseLost = true
-				signalGroup(syscall.SIGTERM)
-				killTimer = time.After(grace)
+				expires, lease.Expires = r.expires, r.expires
+			case errors.Is(err, ErrLost) || time.Until(expires) <= grace:
+				// Someone else may be granted the lock soon (or already):
+				// stop the command before the lease runs out.
+				stopCommand()
 			}
 		case <-killTimer:
 			signalGroup(syscall.SIGKILL)
 		}
+	}
+	if res.LeaseLost {
+		// Whatever the command left in its group must not go on unlocked.
+		signalGroup(syscall.SIGKILL)
 	}
 	res.Duration = time.Since(start)
 	var ee *exec.ExitError
@@ -171,4 +232,14 @@ loop:
 		return res, fmt.Errorf("waiting for %q: %w", argv[0], waitErr)
 	}
 	return res, nil
+}
+
+func withoutVar(env []string, name string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

@@ -462,7 +462,7 @@ func (l *Locker) Renew(ctx context.Context, ls *lock.Lease) error {
 	err := l.st.Update(ctx, func(tx *sql.Tx) error {
 		now := time.Now().UnixNano()
 		err := tx.QueryRowContext(ctx, `UPDATE lock_tickets SET expires_ns = ? + ttl_ns
-			WHERE id = ? AND name = ? AND owner = ? AND state = ? AND expires_ns >= ?
+			WHERE id = ? AND name = ? AND owner = ? AND state = ? AND (expires_ns >= ? OR session = 1)
 			RETURNING expires_ns`,
 			now, int64(ls.Token), ls.Name, ls.Owner, stateHeld, now).Scan(&expires)
 		found = err == nil
@@ -613,6 +613,11 @@ func (l *Locker) Cleanup(ctx context.Context, olderThan time.Duration) (lock.Cle
 			used[ts[i].name+bellSuffix] = true
 			t := &ts[i]
 			switch {
+			case t.held() && t.session && t.file != "" && l.alive(t, nowNs):
+				// A session grant whose process (or command) still holds its
+				// flock is alive whatever its expiry says.
+				used[t.file] = true
+				continue
 			case t.held() && t.expires < nowNs-int64(olderThan):
 				cl.ExpiredLeases = append(cl.ExpiredLeases, t.entry())
 			case (t.held() && t.expires < nowNs) || l.alive(t, nowNs):

@@ -137,6 +137,13 @@ func deleteTickets(ctx context.Context, tx *sql.Tx, ts []ticket) error {
 // alive reports whether t still counts: a lease not expired, and, for a
 // session grant or a waiter, a process still holding the ticket's lock file.
 func (l *Locker) alive(t *ticket, now int64) bool {
+	if t.held() && t.session && t.file != "" {
+		// A session grant lives exactly as long as its flock, like flock(1):
+		// `lock run` shares the file with its command, so a killed netops
+		// does not free the lock under a command that still runs, and no
+		// lease expiry frees it under a live holder.
+		return l.owns(t.id) || fileHeld(l.path(t.file))
+	}
 	if t.held() && t.expires < now {
 		return false
 	}
