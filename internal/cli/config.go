@@ -23,7 +23,8 @@ The config file is --config (or NETOPS_CONFIG), else the first that exists of
 ./netops.yaml, ~/.config/netops/netops.yaml and /etc/netops/netops.yaml.
 Unknown keys, wrong types and bad values are errors that name the file, line and
 key (exit 78).`,
-		Args: noArgs,
+		Args: cobra.ArbitraryArgs,
+		RunE: groupRunE,
 	}
 	cmd.AddCommand(newConfigValidateCmd(a), newConfigShowCmd(a), newConfigExportCmd(a))
 	return cmd

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,10 +17,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/netops-dev/netops/internal/config"
+	"github.com/netops-dev/netops/internal/diag"
 	"github.com/netops-dev/netops/internal/lock"
 	"github.com/netops-dev/netops/internal/lock/local"
 	"github.com/netops-dev/netops/internal/natsbackend"
 	"github.com/netops-dev/netops/internal/render"
+	"github.com/netops-dev/netops/internal/store"
 )
 
 func newLockCmd(a *app) *cobra.Command {
@@ -37,9 +40,11 @@ Exit codes: 'lock run' exits with the command's code (128+N when it was killed
 by signal N); 75 when the lock was not acquired within --wait; 76 when the
 lease was lost while the command ran (the command was stopped); 69 when the
 backend is unreachable.`,
-		Args: noArgs,
+		Args: cobra.ArbitraryArgs,
+		RunE: groupRunE,
 	}
-	cmd.AddCommand(newLockRunCmd(a), newLockAcquireCmd(a), newLockReleaseCmd(a), newLockStatusCmd(a), newLockCleanupCmd(a))
+	cmd.AddCommand(newLockRunCmd(a), newLockAcquireCmd(a), newLockReleaseCmd(a), newLockStatusCmd(a),
+		newLockCleanupCmd(a), newLockReportCmd(a))
 	return cmd
 }
 
@@ -171,6 +176,7 @@ before anyone else can be granted the lock. A command that cannot be started
 				Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 				Warn: func(msg string, err error) { a.log.Warn(msg, "lock", req.Name, "err", err) },
 			})
+			a.recordLock(cmd.Context(), req, res, err)
 			if err != nil {
 				return err
 			}
@@ -220,7 +226,9 @@ again with the same owner is idempotent (same token). Prints the fencing token.`
 				return err
 			}
 			defer lk.Close()
+			asked := time.Now()
 			lease, err := lk.Acquire(cmd.Context(), req)
+			a.recordLock(cmd.Context(), req, lock.RunResult{Lease: lease, Waited: time.Since(asked)}, err)
 			if err != nil {
 				return err
 			}
@@ -365,4 +373,125 @@ func newLockCleanupCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&olderThan, "older-than", 0, "only leases expired for at least this long")
 	return cmd
+}
+
+// recordLock adds one use of a lock to the local history (for 'lock report').
+// History is a convenience: a failure to record is logged, nothing more.
+func (a *app) recordLock(ctx context.Context, req lock.Request, res lock.RunResult, runErr error) {
+	ev := lock.Event{Name: req.Name, Owner: req.Owner, Mode: req.Mode, Outcome: "released",
+		At: time.Now(), Waited: res.Waited, Held: res.Duration, ExitCode: res.ExitCode, Backend: a.backendKind()}
+	if res.Lease != nil {
+		ev.Token = res.Lease.Token
+	}
+	switch {
+	case runErr == nil && res.LeaseLost:
+		ev.Outcome = "lost"
+	case runErr == nil && res.Duration == 0:
+		ev.Outcome = "acquired"
+	case errors.Is(runErr, lock.ErrTimeout):
+		ev.Outcome = "timeout"
+	case errors.Is(runErr, context.Canceled):
+		ev.Outcome = "interrupted"
+	case runErr != nil && res.Lease == nil && res.Waited == 0:
+		return // never asked for the lock (bad command, bad input)
+	case runErr != nil:
+		ev.Outcome = "error"
+	}
+	st, err := a.store(context.WithoutCancel(ctx))
+	if err != nil {
+		a.log.Warn("lock history not recorded", "err", err)
+		return
+	}
+	detail, err := json.Marshal(ev)
+	if err != nil {
+		return
+	}
+	started := ev.At.Add(-ev.Waited - ev.Held)
+	if _, err := st.RecordRun(context.WithoutCancel(ctx), store.Run{Kind: "lock", Name: req.Name, Status: ev.Outcome,
+		Started: started, Finished: ev.At, Detail: detail}); err != nil {
+		a.log.Warn("lock history not recorded", "err", err)
+	}
+}
+
+func (a *app) backendKind() string {
+	if cfg, err := a.config(); err == nil {
+		return cfg.WithDefaults().Backend.Kind
+	}
+	return ""
+}
+
+func newLockReportCmd(a *app) *cobra.Command {
+	var since string
+	cmd := &cobra.Command{
+		Use:   "report",
+		Short: "Report active locks, queued requests, contention, longest holds, recommendations",
+		Long: `Report on locks: what is held and queued now (from the backend), and from this
+host's lock history (every 'lock run' and 'lock acquire' is recorded in the local
+state database): uses, timeouts, contention rate (share of attempts that waited
+more than 100ms or gave up), average and longest waits, longest holds and lost
+leases, with recommendations derived from them. With the NATS backend the
+history covers the runs made from this host.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			format, err := a.format()
+			if err != nil {
+				return err
+			}
+			period, err := diag.ParseSince(since)
+			if err != nil {
+				return usageErrorf(fmt.Errorf("--since: %w", err))
+			}
+			lk, err := a.locker(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer lk.Close()
+			active, err := lk.Status(cmd.Context(), "")
+			if err != nil {
+				return err
+			}
+			st, err := a.store(cmd.Context())
+			if err != nil {
+				return err
+			}
+			runs, err := st.Runs(cmd.Context(), "lock", 0)
+			if err != nil {
+				return err
+			}
+			var events []lock.Event
+			for _, r := range runs {
+				var ev lock.Event
+				if json.Unmarshal(r.Detail, &ev) == nil {
+					events = append(events, ev)
+				}
+			}
+			rep := lock.Summarize(active, events, time.Now().Add(-period))
+			if format == render.JSON {
+				return render.WriteJSON(a.ios.Out, rep)
+			}
+			return writeLockReport(a, rep)
+		},
+	}
+	cmd.Flags().StringVar(&since, "since", "7d", "history period (7d, 36h, 90m)")
+	return cmd
+}
+
+func writeLockReport(a *app, rep *lock.Report) error {
+	m := a.mode()
+	out := a.ios.Out
+	fmt.Fprintf(out, "locks held now: %d, requests queued: %d\n\n", rep.Held, rep.Queued)
+	t := render.NewTable("lock", "uses", "timeouts", "contention", "avg wait", "max wait", "longest hold", "by", "lost")
+	for _, s := range rep.Locks {
+		t.Add(s.Name, strconv.Itoa(s.Uses), strconv.Itoa(s.Timeouts), fmt.Sprintf("%.0f%%", s.Contention*100),
+			s.AvgWait.String(), s.MaxWait.Round(time.Millisecond).String(), s.LongestHold.Round(time.Millisecond).String(),
+			dashIfEmpty(s.LongestBy), strconv.Itoa(s.Lost))
+	}
+	if err := t.WriteText(out, render.Mode{TTY: true, Color: m.Color}); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "\nrecommendations:")
+	for _, r := range rep.Recommendations {
+		fmt.Fprintf(out, "  - %s\n", r)
+	}
+	return nil
 }

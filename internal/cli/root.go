@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -135,4 +136,20 @@ func noArgs(cmd *cobra.Command, args []string) error {
 		return usageErrorf(fmt.Errorf("%s takes no arguments, got %q", cmd.CommandPath(), args[0]))
 	}
 	return nil
+}
+
+// groupRunE makes a command that only groups subcommands reject an unknown
+// subcommand as a usage error (cobra would print the help and exit 0).
+func groupRunE(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if cmd.SuggestionsMinimumDistance <= 0 {
+			cmd.SuggestionsMinimumDistance = 2
+		}
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += fmt.Sprintf("; did you mean %q?", s[0])
+		}
+		return usageErrorf(errors.New(msg))
+	}
+	return cmd.Help()
 }

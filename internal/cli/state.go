@@ -20,7 +20,8 @@ SQLite database, netops.db, in the state directory: --state-dir, NETOPS_STATE_DI
 state_dir in the config, else /var/lib/netops as root and $XDG_STATE_HOME/netops
 (~/.local/state/netops) otherwise. The directory is created with mode 0700 and the
 database with mode 0600. Many netops processes may use it at once.`,
-		Args: noArgs,
+		Args: cobra.ArbitraryArgs,
+		RunE: groupRunE,
 	}
 	cmd.AddCommand(newStateInfoCmd(a), newStateCheckCmd(a))
 	return cmd

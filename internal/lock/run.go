@@ -35,10 +35,11 @@ type RunOptions struct {
 // RunResult is how the command ended.
 type RunResult struct {
 	Lease     *Lease
-	ExitCode  int  // the command's exit code; 128+N when killed by signal N
-	Signaled  bool // the command was killed by a signal
-	LeaseLost bool // the lease was being lost while it ran; it was stopped
-	Duration  time.Duration
+	ExitCode  int           // the command's exit code; 128+N when killed by signal N
+	Signaled  bool          // the command was killed by a signal
+	LeaseLost bool          // the lease was being lost while it ran; it was stopped
+	Waited    time.Duration // time spent waiting for the grant
+	Duration  time.Duration // time the command ran
 }
 
 // ErrChildStart is returned when the command cannot be started (not found,
@@ -74,11 +75,12 @@ func RunCommand(ctx context.Context, lk Locker, req Request, argv []string, opts
 	if err != nil {
 		return RunResult{}, fmt.Errorf("%w %q: %w", ErrChildStart, argv[0], err)
 	}
+	asked := time.Now()
 	lease, err := lk.Acquire(ctx, req)
 	if err != nil {
-		return RunResult{}, err
+		return RunResult{Waited: time.Since(asked)}, err
 	}
-	res := RunResult{Lease: lease}
+	res := RunResult{Lease: lease, Waited: time.Since(asked)}
 	defer func() {
 		// Release with a context of its own: an interrupted run still frees
 		// the lock. A lost lease is not ours any more: one short try only.
