@@ -45,7 +45,7 @@ bench: build
 	bench/run.sh
 
 man:
-	$(GO) run ./tools/genman man
+	$(GO) run ./cmd/genman man
 	@echo "man pages written to man/ (man -l man/netops.1)"
 
 install: build man

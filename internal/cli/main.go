@@ -96,7 +96,7 @@ func newLogger(w io.Writer, verbose, quiet bool) *slog.Logger {
 }
 
 // CommandTree returns the full command tree, for documentation generators
-// (tools/genman). It is not connected to any streams.
+// (cmd/genman). It is not connected to any streams.
 func CommandTree() *cobra.Command {
 	ios, _, _ := iostreams.Test("")
 	return newRootCmd(newApp(ios, nil, Build{}))

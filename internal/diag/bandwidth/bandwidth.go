@@ -225,23 +225,9 @@ func (c *clientConn) upload(br *bufio.Reader, d time.Duration) (Measurement, err
 
 func (c *clientConn) download(br *bufio.Reader, d time.Duration) (Measurement, error) {
 	c.deadline(c.conn.SetReadDeadline, time.Now().Add(d+grace))
-	buf := make([]byte, BufferSize)
-	var got int64
-	var first time.Time
-	for {
-		n, err := br.Read(buf)
-		if n > 0 {
-			if got == 0 {
-				first = time.Now()
-			}
-			got += int64(n)
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return Measurement{}, fmt.Errorf("receiving: %w", err)
-		}
+	got, first, err := drain(br)
+	if err != nil {
+		return Measurement{}, fmt.Errorf("receiving: %w", err)
 	}
 	if got == 0 {
 		return Measurement{}, errors.New("the server sent no data")
@@ -374,23 +360,9 @@ func serveUpload(conn net.Conn, d time.Duration) error {
 		return err
 	}
 	_ = conn.SetDeadline(time.Now().Add(d + grace))
-	buf := make([]byte, BufferSize)
-	var got int64
-	var first time.Time
-	for {
-		n, err := conn.Read(buf)
-		if n > 0 {
-			if got == 0 {
-				first = time.Now()
-			}
-			got += int64(n)
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
+	got, first, err := drain(conn)
+	if err != nil {
+		return err
 	}
 	var took time.Duration
 	if got > 0 {
@@ -399,7 +371,7 @@ func serveUpload(conn net.Conn, d time.Duration) error {
 	var tr [trailerLen]byte
 	binary.BigEndian.PutUint64(tr[:8], uint64(got))
 	binary.BigEndian.PutUint64(tr[8:], uint64(took))
-	_, err := conn.Write(tr[:])
+	_, err = conn.Write(tr[:])
 	return err
 }
 
@@ -422,4 +394,25 @@ func serveDownload(conn net.Conn, d time.Duration) error {
 		return tc.CloseWrite()
 	}
 	return nil
+}
+
+// drain reads r to EOF and returns how many bytes arrived and when the first
+// one did (the measurement starts there, not at the request).
+func drain(r io.Reader) (got int64, first time.Time, err error) {
+	buf := make([]byte, BufferSize)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if got == 0 {
+				first = time.Now()
+			}
+			got += int64(n)
+		}
+		if errors.Is(err, io.EOF) {
+			return got, first, nil
+		}
+		if err != nil {
+			return got, first, err
+		}
+	}
 }

@@ -1,6 +1,6 @@
 // Command genman writes netops man pages (section 1) into a directory:
 //
-//	go run ./tools/genman man/
+//	go run ./cmd/genman man/
 //
 // It lives outside the netops binary so cobra/doc and its markdown renderer are
 // not linked into netops.
