@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // RunOptions control RunCommand.
@@ -129,6 +132,15 @@ func RunCommand(ctx context.Context, lk Locker, req Request, argv []string, opts
 		}
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// An interactive command (stdin is our controlling terminal and we are
+	// in the foreground) gets the terminal, or reading it would stop it
+	// with SIGTTIN; netops takes the terminal back when it exits.
+	tty := foregroundTTY(opts.Stdin)
+	if tty >= 0 {
+		cmd.SysProcAttr.Foreground = true
+		cmd.SysProcAttr.Ctty = tty
+		defer reclaimTTY(tty)
+	}
 	var sigs <-chan os.Signal
 	if opts.Subscribe != nil {
 		var stop func()
@@ -244,4 +256,26 @@ func withoutVar(env []string, name string) []string {
 		}
 	}
 	return out
+}
+
+// foregroundTTY returns the descriptor of f when it is the controlling
+// terminal and this process's group is its foreground group, else -1.
+func foregroundTTY(f *os.File) int {
+	if f == nil {
+		return -1
+	}
+	fd := int(f.Fd())
+	fg, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
+	if err != nil || fg != unix.Getpgrp() {
+		return -1
+	}
+	return fd
+}
+
+// reclaimTTY makes this process's group the terminal's foreground group
+// again, ignoring the SIGTTOU a background group gets for asking.
+func reclaimTTY(fd int) {
+	signal.Ignore(syscall.SIGTTOU)
+	defer signal.Reset(syscall.SIGTTOU)
+	_ = unix.IoctlSetPointerInt(fd, unix.TIOCSPGRP, unix.Getpgrp())
 }
