@@ -198,10 +198,9 @@ func (a *app) store(ctx context.Context) (*store.Store, error) {
 }
 
 func expandHome(p string) string {
-	if p == "~" || strings.HasPrefix(p, "~/") {
-		if home, err := os.UserHomeDir(); err == nil {
-			return home + p[1:]
-		}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return p
 	}
-	return p
+	return config.ExpandHome(p, home)
 }

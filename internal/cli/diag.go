@@ -144,6 +144,19 @@ func suggestSubcommand(a *app, cmd *cobra.Command, args []string) error {
 	return nil
 }
 
+// oneTarget resolves the single TARGET argument of perf and trace.
+func (a *app) oneTarget(arg string) (config.Target, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return config.Target{}, err
+	}
+	targets, err := diag.SelectTargets(cfg, diag.Selection{Args: []string{arg}})
+	if err != nil {
+		return config.Target{}, usageErrorf(err)
+	}
+	return targets[0], nil
+}
+
 func runDiag(ctx context.Context, a *app, args []string, o diagOptions) error {
 	format, err := a.format(render.DiagFormats()...)
 	if err != nil {

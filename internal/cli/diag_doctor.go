@@ -34,11 +34,7 @@ Exit code: 0 when everything is allowed, 1 on warnings, 2 when ICMP is impossibl
 				t := render.NewTable("item", "status", "detail", "fix")
 				t.StatusColumn = 1
 				for _, fd := range findings {
-					fix := fd.Fix
-					if fix == "" {
-						fix = "-"
-					}
-					t.Add(fd.Item, fd.Status.String(), fd.Detail, fix)
+					t.Add(fd.Item, fd.Status.String(), fd.Detail, render.Dash(fd.Fix))
 				}
 				err = t.WriteText(a.ios.Out, a.mode())
 			}

@@ -48,15 +48,10 @@ iperf3 on 5201). --no-bandwidth measures latency only.`,
 			case interval <= 0:
 				return usageErrorf(errors.New("--interval must be positive"))
 			}
-			cfg, err := a.config()
+			t, err := a.oneTarget(args[0])
 			if err != nil {
 				return err
 			}
-			targets, err := diag.SelectTargets(cfg, diag.Selection{Args: args})
-			if err != nil {
-				return usageErrorf(err)
-			}
-			t := targets[0]
 			if t.Type == config.TargetNetwork {
 				return usageErrorf(fmt.Errorf("diag perf measures one host or service, and %s is a network", t.Address))
 			}

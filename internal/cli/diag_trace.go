@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/netops-dev/netops/internal/config"
-	"github.com/netops-dev/netops/internal/diag"
 	"github.com/netops-dev/netops/internal/diag/probe"
 	"github.com/netops-dev/netops/internal/render"
 )
@@ -40,15 +39,10 @@ Exit 0 when the destination answered, 2 when it did not.`,
 			if maxHops < 1 || maxHops > 255 {
 				return usageErrorf(errors.New("--max-hops must be between 1 and 255"))
 			}
-			cfg, err := a.config()
+			t, err := a.oneTarget(args[0])
 			if err != nil {
 				return err
 			}
-			targets, err := diag.SelectTargets(cfg, diag.Selection{Args: args})
-			if err != nil {
-				return usageErrorf(err)
-			}
-			t := targets[0]
 			res := probe.Traceroute(cmd.Context(), probe.Target{Name: t.Name, Type: t.Type, Address: t.Address},
 				config.Rule{Check: config.CheckTraceroute, Count: maxHops, Interval: config.Duration(wait), Timeout: config.Duration(timeout)})
 			if cmd.Context().Err() != nil {
@@ -107,14 +101,7 @@ func writeTrace(a *app, res probe.Result) error {
 			return probe.FormatSeconds(s)
 		}
 		t.Add(strconv.Itoa(h.TTL), addr, strconv.Itoa(h.Sent), strconv.Itoa(h.Received),
-			strconv.FormatFloat(h.Loss, 'f', 0, 64)+"%", ms(h.Min), ms(h.Avg), ms(h.Max), dashIfEmpty(note))
+			strconv.FormatFloat(h.Loss, 'f', 0, 64)+"%", ms(h.Min), ms(h.Avg), ms(h.Max), render.Dash(note))
 	}
 	return t.WriteText(a.ios.Out, a.mode())
-}
-
-func dashIfEmpty(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

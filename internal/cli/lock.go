@@ -311,11 +311,11 @@ func newLockStatusCmd(a *app) *cobra.Command {
 			t.StatusColumn = 1
 			for _, s := range sts {
 				for _, h := range s.Holders {
-					t.Add(s.Name, "HELD", string(h.Mode), h.Owner, h.Host, strconv.Itoa(h.PID), dashIfEmpty(h.Command),
+					t.Add(s.Name, "HELD", string(h.Mode), h.Owner, h.Host, strconv.Itoa(h.PID), render.Dash(h.Command),
 						strconv.FormatUint(h.Token, 10), now.Sub(h.Since).Round(time.Millisecond).String(), until(now, h.Expires))
 				}
 				for _, w := range s.Waiters {
-					t.Add(s.Name, "WAITING", string(w.Mode), w.Owner, w.Host, strconv.Itoa(w.PID), dashIfEmpty(w.Command),
+					t.Add(s.Name, "WAITING", string(w.Mode), w.Owner, w.Host, strconv.Itoa(w.PID), render.Dash(w.Command),
 						"#"+strconv.Itoa(w.Position), now.Sub(w.Since).Round(time.Millisecond).String(), "-")
 				}
 			}
@@ -484,7 +484,7 @@ func writeLockReport(a *app, rep *lock.Report) error {
 	for _, s := range rep.Locks {
 		t.Add(s.Name, strconv.Itoa(s.Uses), strconv.Itoa(s.Timeouts), fmt.Sprintf("%.0f%%", s.Contention*100),
 			s.AvgWait.String(), s.MaxWait.Round(time.Millisecond).String(), s.LongestHold.Round(time.Millisecond).String(),
-			dashIfEmpty(s.LongestBy), strconv.Itoa(s.Lost))
+			render.Dash(s.LongestBy), strconv.Itoa(s.Lost))
 	}
 	if err := t.WriteText(out, render.Mode{TTY: true, Color: m.Color}); err != nil {
 		return err

@@ -67,7 +67,7 @@ func ParseEndpoint(s string) (Endpoint, error) {
 		if e.Host == "" {
 			return Endpoint{}, fmt.Errorf("invalid URL %q: no host; write %s://host/path", redactURL(s), u.Scheme)
 		}
-		if err := checkHost(e.Host); err != nil {
+		if err := CheckHost(e.Host); err != nil {
 			return Endpoint{}, fmt.Errorf("invalid URL %q: %w", redactURL(s), err)
 		}
 		if p := u.Port(); p != "" {
@@ -84,7 +84,7 @@ func ParseEndpoint(s string) (Endpoint, error) {
 		return e, nil
 	}
 	if user, host, path, ok := splitSCP(s); ok {
-		if err := checkHost(host); err != nil {
+		if err := CheckHost(host); err != nil {
 			return Endpoint{}, fmt.Errorf("invalid location %q: %w", s, err)
 		}
 		return Endpoint{Kind: EndpointSFTP, User: user, Host: host, Path: path}, nil
@@ -125,9 +125,9 @@ func isScheme(s string) bool {
 	return true
 }
 
-// checkHost accepts an IP literal (IPv6 may carry a zone) or a valid DNS
+// CheckHost accepts an IP literal (IPv6 may carry a zone) or a valid DNS
 // hostname.
-func checkHost(h string) error {
+func CheckHost(h string) error {
 	if h == "" {
 		return errors.New("empty host")
 	}
@@ -177,9 +177,9 @@ func checkHostPort(s string, needPort bool) error {
 		if needPort {
 			return fmt.Errorf("invalid address %q; write host:port like 127.0.0.1:22 or [::1]:22", s)
 		}
-		return checkHost(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+		return CheckHost(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
 	}
-	if err := checkHost(host); err != nil {
+	if err := CheckHost(host); err != nil {
 		return err
 	}
 	if _, err := parsePort(port); err != nil {
@@ -204,7 +204,7 @@ func checkServiceAddress(s string) error {
 		if u.Hostname() == "" {
 			return fmt.Errorf("invalid URL %q: no host; write e.g. %s://127.0.0.1:8080", redactURL(s), u.Scheme)
 		}
-		if err := checkHost(u.Hostname()); err != nil {
+		if err := CheckHost(u.Hostname()); err != nil {
 			return err
 		}
 		if p := u.Port(); p != "" {
@@ -242,7 +242,7 @@ func checkNATSURLs(s string) error {
 		if u.Hostname() == "" {
 			return fmt.Errorf("invalid NATS URL %q: no host; write nats://host:4222", redactURL(item))
 		}
-		if err := checkHost(u.Hostname()); err != nil {
+		if err := CheckHost(u.Hostname()); err != nil {
 			return err
 		}
 		if p := u.Port(); p != "" {

@@ -191,13 +191,13 @@ func TestParseEndpoint(t *testing.T) {
 
 func TestCheckHost(t *testing.T) {
 	for _, ok := range []string{"127.0.0.1", "::1", "fe80::1%eth0", "localhost", "a.example.com", "a-b.c", "xn--bcher-kva.example", "localhost.", "_srv.local"} {
-		if err := checkHost(ok); err != nil {
-			t.Errorf("checkHost(%q) = %v", ok, err)
+		if err := CheckHost(ok); err != nil {
+			t.Errorf("CheckHost(%q) = %v", ok, err)
 		}
 	}
 	for _, bad := range []string{"", "-a.com", "a-.com", "a..b", "256.1.1.1", "1.2.3", "a b", strings.Repeat("a", 64) + ".com", "::g"} {
-		if err := checkHost(bad); err == nil {
-			t.Errorf("checkHost(%q) succeeded", bad)
+		if err := CheckHost(bad); err == nil {
+			t.Errorf("CheckHost(%q) succeeded", bad)
 		}
 	}
 }

@@ -309,7 +309,7 @@ func checkTargetAddress(typ, addr string) error {
 				return fmt.Errorf("invalid host address %q: not an IP literal; for host:port use type service", addr)
 			}
 		}
-		if err := checkHost(addr); err != nil {
+		if err := CheckHost(addr); err != nil {
 			return err
 		}
 	case TargetNetwork:

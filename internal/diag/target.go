@@ -134,26 +134,9 @@ func AdHocTarget(arg string) (config.Target, error) {
 	return t, nil
 }
 
-// validHost accepts IP literals and RFC 1123 hostnames.
+// validHost accepts IP literals and hostnames, by the config's own rule.
 func validHost(h string) bool {
-	h = strings.Trim(h, "[]")
-	if _, err := netip.ParseAddr(h); err == nil {
-		return true
-	}
-	if len(h) == 0 || len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(h, "."), ".") {
-		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
+	return config.CheckHost(strings.Trim(h, "[]")) == nil
 }
 
 // isIP reports whether the host of a target address is an IP literal.

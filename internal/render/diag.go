@@ -73,12 +73,12 @@ func diagText(w io.Writer, m Mode, rep *diag.Report) error {
 		t := NewTable()
 		for _, tr := range rep.Targets {
 			for _, c := range tr.Checks {
-				t.Add(tr.Name, c.Rule, c.Check, c.Status.String(), dash(c.Reason), mainValue(c), c.Message)
+				t.Add(tr.Name, c.Rule, c.Check, c.Status.String(), Dash(c.Reason), mainValue(c), c.Message)
 			}
 			t.Add(tr.Name, "-", "score", tr.Status.String(), tr.Band, strconv.Itoa(tr.Score), "")
 			if ex := tr.Explain; ex != nil {
 				for _, st := range ex.Steps {
-					t.Add(tr.Name, "-", "explain:"+st.Layer, st.Status.String(), dash(st.Reason), "-", st.Message)
+					t.Add(tr.Name, "-", "explain:"+st.Layer, st.Status.String(), Dash(st.Reason), "-", st.Message)
 				}
 				t.Add(tr.Name, "-", "explain", "-", "-", "-", ex.Conclusion)
 			}
@@ -133,7 +133,8 @@ func diagText(w io.Writer, m Mode, rep *diag.Report) error {
 	return err
 }
 
-func dash(s string) string {
+// Dash returns s, or "-" for an empty cell.
+func Dash(s string) string {
 	if s == "" {
 		return "-"
 	}

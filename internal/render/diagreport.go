@@ -50,7 +50,7 @@ func summaryText(w io.Writer, m Mode, s *diag.Summary) error {
 	b.WriteString("\n")
 	r := NewTable("rule", "check", "runs", "failures", "rate", "top reason")
 	for _, rs := range s.Rules {
-		r.Add(rs.Name, rs.Check, strconv.Itoa(rs.Runs), strconv.Itoa(rs.Failures), pct(rs.FailureRate), dash(rs.TopReason))
+		r.Add(rs.Name, rs.Check, strconv.Itoa(rs.Runs), strconv.Itoa(rs.Failures), pct(rs.FailureRate), Dash(rs.TopReason))
 	}
 	if err := r.WriteText(&b, Mode{TTY: true, Color: m.Color}); err != nil {
 		return err
@@ -83,7 +83,7 @@ func summaryMarkdown(w io.Writer, s *diag.Summary) error {
 	}
 	b.WriteString("\n## Rules\n\n| rule | check | runs | failures | rate | top reason |\n|---|---|---:|---:|---:|---|\n")
 	for _, r := range s.Rules {
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s |\n", mdEscape(r.Name), r.Check, r.Runs, r.Failures, pct(r.FailureRate), dash(r.TopReason))
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s |\n", mdEscape(r.Name), r.Check, r.Runs, r.Failures, pct(r.FailureRate), Dash(r.TopReason))
 	}
 	b.WriteString("\n## Drift since the previous run\n\n")
 	if len(s.Drift) == 0 {

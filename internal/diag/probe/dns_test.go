@@ -206,20 +206,9 @@ func TestDNSServer(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			timeout := tc.timeout
-			if timeout == 0 {
-				timeout = 5 * time.Second
-			}
-			ctx, cancel := context.WithTimeout(t.Context(), timeout)
-			defer cancel()
 			rule := tc.rule
 			rule.Server = server
-			start := time.Now()
-			res := DNS(ctx, Target{Name: "t", Type: "host", Address: tc.addr}, rule)
-			t.Logf("%v %s: %s %v", res.Status, res.Reason, res.Message, res.Metrics)
-			if el := time.Since(start); el > timeout+2*time.Second {
-				t.Errorf("probe returned after %v, past its %v deadline", el, timeout)
-			}
+			res := probeTestRun(t, DNS, Target{Name: "t", Type: "host", Address: tc.addr}, rule, tc.timeout)
 			var metrics []string
 			if tc.status == OK {
 				metrics = []string{"rtt"}

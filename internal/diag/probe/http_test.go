@@ -213,18 +213,7 @@ func TestHTTP(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			timeout := tc.timeout
-			if timeout == 0 {
-				timeout = 5 * time.Second
-			}
-			ctx, cancel := context.WithTimeout(t.Context(), timeout)
-			defer cancel()
-			start := time.Now()
-			res := HTTP(ctx, Target{Name: "t", Type: "service", Address: tc.addr}, tc.rule)
-			t.Logf("%v %s: %s %v", res.Status, res.Reason, res.Message, res.Metrics)
-			if el := time.Since(start); el > timeout+2*time.Second {
-				t.Errorf("probe returned after %v, past its %v deadline", el, timeout)
-			}
+			res := probeTestRun(t, HTTP, Target{Name: "t", Type: "service", Address: tc.addr}, tc.rule, tc.timeout)
 			tcpTestCheck(t, res, tc.status, tc.reason, tc.msg, tc.metrics)
 			if tc.check != nil {
 				tc.check(t, res)

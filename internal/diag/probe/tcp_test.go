@@ -251,18 +251,7 @@ func TestTCP(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			timeout := tc.timeout
-			if timeout == 0 {
-				timeout = 5 * time.Second
-			}
-			ctx, cancel := context.WithTimeout(t.Context(), timeout)
-			defer cancel()
-			start := time.Now()
-			res := TCP(ctx, Target{Name: "t", Type: "service", Address: tc.addr}, tc.rule)
-			t.Logf("%v %s: %s %v", res.Status, res.Reason, res.Message, res.Metrics)
-			if el := time.Since(start); el > timeout+2*time.Second {
-				t.Errorf("probe returned after %v, past its %v deadline", el, timeout)
-			}
+			res := probeTestRun(t, TCP, Target{Name: "t", Type: "service", Address: tc.addr}, tc.rule, tc.timeout)
 			tcpTestCheck(t, res, tc.status, tc.reason, tc.msg, tc.metrics)
 			if tc.check != nil {
 				tc.check(t, res)
@@ -339,4 +328,22 @@ func TestQuoteSnippet(t *testing.T) {
 			t.Errorf("quoteSnippet(%q, %d) = %s, want %s", tc.in, tc.max, got, tc.want)
 		}
 	}
+}
+
+// probeTestRun runs one probe within timeout (default 5s), logs what it saw
+// and fails the test if the probe did not return soon after its deadline.
+func probeTestRun(t *testing.T, fn Func, target Target, rule config.Rule, timeout time.Duration) Result {
+	t.Helper()
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	start := time.Now()
+	res := fn(ctx, target, rule)
+	t.Logf("%v %s: %s %v", res.Status, res.Reason, res.Message, res.Metrics)
+	if el := time.Since(start); el > timeout+2*time.Second {
+		t.Errorf("probe returned after %v, past its %v deadline", el, timeout)
+	}
+	return res
 }
