@@ -60,7 +60,14 @@ func migrations() [][]string {
 // re-reads the version and applies the missing steps, so processes racing
 // to open a new database migrate it exactly once.
 func (s *Store) migrate(ctx context.Context) error {
-	v, err := s.SchemaVersion(ctx)
+	// The version is read on the write pool, outside a transaction: that
+	// connects the pool (its first connection sets WAL mode), so problems
+	// surface at Open rather than at the first Update, and a short-lived
+	// process that only writes opens one connection instead of two.
+	var v int
+	err := s.retry(ctx, "read schema version", func() (step, error) {
+		return stepBegin, s.rw.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v)
+	})
 	if err != nil {
 		return err
 	}
@@ -68,11 +75,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		return err
 	}
 	if v == SchemaLatest {
-		// Connect the write pool now (its first connection sets WAL mode),
-		// so that problems surface at Open rather than at the first Update.
-		return s.retry(ctx, "open", func() (step, error) {
-			return stepBegin, s.rw.PingContext(ctx)
-		})
+		return nil
 	}
 	return s.update(ctx, "migrate", false, func(tx *sql.Tx) error {
 		v, err := userVersion(ctx, tx)
