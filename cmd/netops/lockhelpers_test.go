@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -83,6 +84,14 @@ func lockstressMain() {
 	// lock must stay safe (no overlap) and live (no deadlock); killed runs
 	// simply do not count.
 	kill := os.Getenv("LOCKSTRESS_KILL") == "1"
+	// LOCKSTRESS_URLS="U1 U2 ...": loop p uses NETOPS_BACKEND_URL=U(p mod n),
+	// so each client can prefer its own node of a cluster.
+	urls := strings.Fields(os.Getenv("LOCKSTRESS_URLS"))
+	// LOCKSTRESS_ALLOW_LOST=1: a run that lost its lease (exit 76, as when
+	// the node a holder talks to dies) is counted, not failed; its worker
+	// may or may not have run, so the log decides the expected count.
+	allowLost := os.Getenv("LOCKSTRESS_ALLOW_LOST") == "1"
+	lost := 0
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var failures []string
@@ -94,6 +103,9 @@ func lockstressMain() {
 			defer wg.Done()
 			for r := 0; r < rounds; r++ {
 				cmd := exec.Command("netops", args...)
+				if len(urls) > 0 {
+					cmd.Env = append(os.Environ(), "NETOPS_BACKEND_URL="+urls[p%len(urls)])
+				}
 				var out strings.Builder
 				cmd.Stdout, cmd.Stderr = &out, &out
 				if err := cmd.Start(); err != nil {
@@ -113,6 +125,12 @@ func lockstressMain() {
 					mu.Unlock()
 					continue
 				}
+				if allowLost && errors.As(err, &ee) && ee.ExitCode() == 76 {
+					mu.Lock()
+					lost++
+					mu.Unlock()
+					continue
+				}
 				if err != nil {
 					mu.Lock()
 					failures = append(failures, fmt.Sprintf("netops %s: %v: %s", strings.Join(args, " "), err, out.String()))
@@ -127,6 +145,12 @@ func lockstressMain() {
 		os.Exit(1)
 	}
 	want := procs * rounds
+	if allowLost {
+		fmt.Printf("lockstress: %d runs lost their lease (exit 76)\n", lost)
+		if lost > 0 {
+			want = -1
+		}
+	}
 	if kill {
 		want = -1 // workers of killed runs may or may not have run: count the log
 		fmt.Printf("lockstress: %d netops processes killed with SIGKILL\n", killed)
@@ -139,6 +163,56 @@ func lockstressMain() {
 		procs*rounds, procs, time.Since(start).Round(time.Millisecond))
 	_ = want
 	os.Exit(0)
+}
+
+// retryMain implements `retry TIMES PROG ARGS...`: run PROG until it
+// succeeds, at most TIMES times, 500ms apart; a readiness wait for servers
+// that accept connections before they can serve (a cluster electing its
+// JetStream leader), not a timing assertion.
+func retryMain() {
+	if len(os.Args) < 3 {
+		fmt.Fprintln(os.Stderr, "usage: retry TIMES PROG ARGS...")
+		os.Exit(2)
+	}
+	times, _ := strconv.Atoi(os.Args[1])
+	var last []byte
+	for i := 0; i < times; i++ {
+		out, err := exec.Command(os.Args[2], os.Args[3:]...).CombinedOutput()
+		if err == nil {
+			os.Stdout.Write(out)
+			os.Exit(0)
+		}
+		last = out
+		time.Sleep(500 * time.Millisecond)
+	}
+	fmt.Fprintf(os.Stderr, "retry: %s failed %d times; last output:\n%s", os.Args[2], times, last)
+	os.Exit(1)
+}
+
+// tokengtMain implements `tokengt A.json B.json`: succeed when the "token"
+// of the lease in B (`lock acquire -o json` output) is greater than in A.
+func tokengtMain() {
+	read := func(path string) uint64 {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		var v struct {
+			Token uint64 `json:"token"`
+		}
+		if err := json.Unmarshal(data, &v); err != nil || v.Token == 0 {
+			fmt.Fprintf(os.Stderr, "tokengt: no token in %s: %v\n", path, err)
+			os.Exit(2)
+		}
+		return v.Token
+	}
+	a, b := read(os.Args[1]), read(os.Args[2])
+	if b <= a {
+		fmt.Fprintf(os.Stderr, "tokengt: token %d is not greater than %d\n", b, a)
+		os.Exit(1)
+	}
+	fmt.Printf("token %d > %d\n", b, a)
 }
 
 // checkLockLog verifies the log; want < 0 means "as many as the log has lines".

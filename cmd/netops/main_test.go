@@ -28,6 +28,8 @@ func TestMain(m *testing.M) {
 		"perm":       permMain,
 		"lockworker": lockworkerMain,
 		"lockstress": lockstressMain,
+		"retry":      retryMain,
+		"tokengt":    tokengtMain,
 		// locksleep FILE SECONDS: create FILE, then sleep (a long-running command).
 		"locksleep": func() {
 			_ = os.WriteFile(os.Args[1], nil, 0o600)

@@ -98,7 +98,7 @@ func (a *app) locker(ctx context.Context) (lock.Locker, error) {
 	}
 	switch cfg.WithDefaults().Backend.Kind {
 	case config.BackendNATS:
-		return natsbackend.Open(ctx, cfg.Backend, "netops lock", natsbackend.Options{})
+		return natsbackend.Open(ctx, cfg.Backend, "netops lock", natsbackend.Options{Replicas: cfg.Backend.Replicas})
 	default:
 		st, err := a.store(ctx)
 		if err != nil {

@@ -59,6 +59,10 @@ type Backend struct {
 	Password string `yaml:"password,omitempty" json:"password,omitempty"` // secret
 	Token    string `yaml:"token,omitempty" json:"token,omitempty"`       // secret
 	TLS      TLS    `yaml:"tls,omitempty" json:"tls,omitzero"`
+	// Replicas is how many copies of the lock bucket and of the queue and
+	// channel streams a NATS cluster keeps when netops creates them (1-5;
+	// 0 means 1). Use 3 on a 3-node cluster so one node can fail.
+	Replicas int `yaml:"replicas,omitempty" json:"replicas,omitempty"`
 }
 
 // URLs returns the server URLs of b.URL, split on commas and trimmed.

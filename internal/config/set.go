@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -62,6 +63,18 @@ func scalars() []scalar {
 		str("backend.tls.ca", func(c *Config) *string { return &c.Backend.TLS.CA }, nil),
 		str("backend.tls.cert", func(c *Config) *string { return &c.Backend.TLS.Cert }, nil),
 		str("backend.tls.key", func(c *Config) *string { return &c.Backend.TLS.Key }, nil),
+		{"backend.replicas", func(c *Config, val string) error {
+			if val == "" {
+				c.Backend.Replicas = 0
+				return nil
+			}
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > MaxReplicas {
+				return fmt.Errorf("replicas %q: want a number from 1 to %d", val, MaxReplicas)
+			}
+			c.Backend.Replicas = n
+			return nil
+		}},
 		str("ssh.known_hosts", func(c *Config) *string { return &c.SSH.KnownHosts }, nil),
 		str("ssh.host_key_policy", func(c *Config) *string { return &c.SSH.HostKeyPolicy }, enum("host key policy", HostKeyPolicies)),
 		{"ssh.agent", func(c *Config, val string) error {

@@ -10,7 +10,7 @@ import (
 
 func TestScalarKeys(t *testing.T) {
 	want := []string{"state_dir", "backend.kind", "backend.url", "backend.creds", "backend.user", "backend.password",
-		"backend.token", "backend.tls.ca", "backend.tls.cert", "backend.tls.key", "ssh.known_hosts", "ssh.host_key_policy",
+		"backend.token", "backend.tls.ca", "backend.tls.cert", "backend.tls.key", "backend.replicas", "ssh.known_hosts", "ssh.host_key_policy",
 		"ssh.agent", "ssh.config", "ssh.connect_timeout", "ssh.keepalive"}
 	if got := ScalarKeys(); !reflect.DeepEqual(got, want) {
 		t.Errorf("ScalarKeys() = %v", got)
@@ -35,6 +35,7 @@ func TestSet(t *testing.T) {
 		{"backend.tls.ca", "/ca.pem", func(c *Config) bool { return c.Backend.TLS.CA == "/ca.pem" }},
 		{"backend.tls.cert", "/c.pem", func(c *Config) bool { return c.Backend.TLS.Cert == "/c.pem" }},
 		{"backend.tls.key", "/k.pem", func(c *Config) bool { return c.Backend.TLS.Key == "/k.pem" }},
+		{"backend.replicas", "3", func(c *Config) bool { return c.Backend.Replicas == 3 }},
 		{"ssh.known_hosts", "/kh", func(c *Config) bool { return c.SSH.KnownHosts == "/kh" }},
 		{"ssh.host_key_policy", "accept-new", func(c *Config) bool { return c.SSH.HostKeyPolicy == HostKeyAcceptNew }},
 		{"ssh.agent", "false", func(c *Config) bool { return c.SSH.Agent != nil && !*c.SSH.Agent }},
@@ -68,6 +69,8 @@ func TestSetRejectsBadValues(t *testing.T) {
 		{"backend.url", "http://127.0.0.1", `unsupported scheme "http"`},
 		{"backend.url", "nats://", "no host"},
 		{"backend.url", "nats://127.0.0.1:0", `invalid port "0"`},
+		{"backend.replicas", "0", `replicas "0": want a number from 1 to 5`},
+		{"backend.replicas", "three", `replicas "three": want a number from 1 to 5`},
 		{"ssh.host_key_policy", "off", "use strict or accept-new"},
 		{"ssh.agent", "maybe", `invalid boolean "maybe"; use true or false`},
 		{"ssh.connect_timeout", "10", `missing unit; write e.g. "10s"`},

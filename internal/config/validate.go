@@ -160,8 +160,16 @@ func (v *validator) name(kind, base string, i int, name string, allowDot bool, s
 	seen[name] = i
 }
 
+// MaxReplicas is the largest backend.replicas (a NATS stream limit).
+const MaxReplicas = 5
+
 func (v *validator) backend() {
 	b := v.c.Backend
+	if b.Replicas < 0 || b.Replicas > MaxReplicas {
+		v.add("backend.replicas", fmt.Sprintf("replicas must be 1 to %d, not %d", MaxReplicas, b.Replicas))
+	} else if b.Replicas > 1 && b.Kind != BackendNATS {
+		v.add("backend.replicas", "replicas is only used by backend kind nats; add kind: nats or remove replicas")
+	}
 	if b.Kind != "" {
 		v.enum("backend.kind", "backend kind", b.Kind, BackendKinds())
 	}

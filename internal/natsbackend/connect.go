@@ -88,6 +88,9 @@ func Connect(ctx context.Context, cfg config.Backend, name string) (*nats.Conn, 
 func connectOptions(cfg config.Backend, name string) ([]nats.Option, error) {
 	opts := []nats.Option{
 		nats.Name(name),
+		// Servers are tried in the order backend.url lists them (nearest
+		// first), then the ones the cluster announces.
+		nats.DontRandomize(),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),

@@ -127,7 +127,7 @@ func NewLocker(ctx context.Context, nc *nats.Conn, o Options) (*Locker, error) {
 	if err != nil {
 		return nil, unavailable(fmt.Sprintf("NATS at %s: %v", where, err), err)
 	}
-	kv, err := openBucket(ctx, js, o)
+	kv, err := openBucketRetry(ctx, js, o)
 	if err != nil {
 		return nil, bucketError(where, o.Bucket, nc.ConnectedServerVersion(), err)
 	}
@@ -144,6 +144,44 @@ func NewLocker(ctx context.Context, nc *nats.Conn, o Options) (*Locker, error) {
 		pid:       os.Getpid(),
 		known:     make(map[string]known),
 	}, nil
+}
+
+// openRetryFor bounds how long opening the bucket waits out a cluster
+// that cannot answer yet: a JetStream leader being elected after a node
+// died, or a new cluster that has not elected its meta leader.
+const openRetryFor = 30 * time.Second
+
+// openBucketRetry is openBucket, retried while the failure is transient
+// (see transientJS), for at most openRetryFor or until ctx ends.
+func openBucketRetry(ctx context.Context, js jetstream.JetStream, o Options) (jetstream.KeyValue, error) {
+	give := time.Now().Add(openRetryFor)
+	wait := 250 * time.Millisecond
+	for {
+		kv, err := openBucket(ctx, js, o)
+		if err == nil || !transientJS(ctx, err) || time.Now().Add(wait).After(give) {
+			return kv, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// transientJS reports whether a JetStream API error is worth retrying: a
+// request that timed out (ctx itself still live) or a 503 answer such as
+// "JetStream system temporarily unavailable" while a cluster elects a leader.
+func transientJS(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.Code == 503
 }
 
 func openBucket(ctx context.Context, js jetstream.JetStream, o Options) (jetstream.KeyValue, error) {

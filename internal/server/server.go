@@ -37,6 +37,12 @@ const DefaultReadyTimeout = 30 * time.Second
 
 // Options configure the embedded server.
 type Options struct {
+	// ConfigFile is a nats-server configuration file for anything the
+	// other options do not cover (accounts, nkeys, leaf nodes, ...). When
+	// set, it replaces every other option except StoreDir (used when the
+	// file sets no store_dir), Logger, Debug and Trace; JetStream is
+	// always enabled.
+	ConfigFile string
 	// Listen is the client address "host:port" (default DefaultListen). A
 	// missing host means 127.0.0.1; use 0.0.0.0 or [::] to listen on every
 	// interface. Port 0 or -1 picks a free port (see ClientURL).
@@ -99,7 +105,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureStoreDir(o.StoreDir); err != nil {
+	if err := ensureStoreDir(nopts.StoreDir); err != nil {
 		return nil, err
 	}
 	ns, err := natsserver.NewServer(nopts)
@@ -203,6 +209,9 @@ func (o Options) listenOrDefault() string {
 
 // natsOptions turns Options into nats-server options.
 func natsOptions(o Options) (*natsserver.Options, error) {
+	if o.ConfigFile != "" {
+		return fileOptions(o)
+	}
 	if o.StoreDir == "" {
 		return nil, errors.New("nats server: a store directory is required")
 	}
@@ -270,6 +279,28 @@ func natsOptions(o Options) (*natsserver.Options, error) {
 		}
 	} else if len(o.Cluster.Routes) > 0 || o.Cluster.Name != "" {
 		return nil, errors.New("nats server: cluster routes or name given without a cluster listen address")
+	}
+	return n, nil
+}
+
+// fileOptions reads o.ConfigFile. netops owns the signals and needs
+// JetStream, so those two are forced; the store defaults to o.StoreDir.
+func fileOptions(o Options) (*natsserver.Options, error) {
+	n, err := natsserver.ProcessConfigFile(o.ConfigFile)
+	if err != nil {
+		return nil, fmt.Errorf("nats server: config file: %w", err)
+	}
+	n.NoSigs = true
+	n.JetStream = true
+	n.Debug, n.Trace = n.Debug || o.Debug, n.Trace || o.Trace
+	if n.StoreDir == "" {
+		if o.StoreDir == "" {
+			return nil, fmt.Errorf("nats server: config file %s sets no jetstream store_dir and no store directory was given", o.ConfigFile)
+		}
+		n.StoreDir = o.StoreDir
+	}
+	if n.Cluster.Port != 0 && n.ServerName == "" {
+		return nil, fmt.Errorf("nats server: config file %s: a cluster node needs server_name, unique in the cluster", o.ConfigFile)
 	}
 	return n, nil
 }
