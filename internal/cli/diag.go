@@ -43,8 +43,8 @@ is inferred: an IP or hostname is a host, a CIDR a network, a URL (http, https,
 tcp, tls, nats) or host:port a service. Without TARGET every configured target is
 checked. Rules come from the config (a target's own 'rules' list, else every rule
 that applies to its type); without rules in the config, built-in rules run (ping,
-dns for names, tcp/http for services, a top-100 port listing for hosts, discovery
-for networks).
+dns for names, tcp/http for services, a NATS/JetStream check for nats:// services,
+a top-100 port listing for hosts, discovery for networks).
 
 Score: the weighted share of passing checks (critical rules weigh 3, warning 2,
 info 1; a WARNING earns half): EXCELLENT >= 90, GOOD >= 75, FAIR >= 60, else

@@ -134,6 +134,7 @@ const (
 	CheckBandwidth  = "bandwidth"
 	CheckTraceroute = "traceroute"
 	CheckExec       = "exec"
+	CheckNATS       = "nats"
 )
 
 // Severities.
@@ -184,8 +185,10 @@ type Rule struct {
 
 	ExpectOpen   PortSpec `yaml:"expect_open,omitempty" json:"expect_open,omitempty"`
 	MustBeClosed PortSpec `yaml:"must_be_closed,omitempty" json:"must_be_closed,omitempty"`
-	MinAlive     int      `yaml:"min_alive,omitempty" json:"min_alive,omitempty"`
-	MaxHosts     int      `yaml:"max_hosts,omitempty" json:"max_hosts,omitempty"`
+	// MinAlive is, for discover, the fewest live hosts and, for nats, the
+	// fewest servers the cluster must have (0: no minimum).
+	MinAlive int `yaml:"min_alive,omitempty" json:"min_alive,omitempty"`
+	MaxHosts int `yaml:"max_hosts,omitempty" json:"max_hosts,omitempty"`
 
 	Warn Threshold `yaml:"warn,omitempty" json:"warn,omitzero"`
 	Crit Threshold `yaml:"crit,omitempty" json:"crit,omitzero"`

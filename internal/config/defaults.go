@@ -117,6 +117,8 @@ func RuleDefaults(check string) Rule {
 		r.Timeout = Duration(30 * time.Second)
 	case CheckTraceroute:
 		r.Count, r.Timeout = 30, Duration(30*time.Second)
+	case CheckNATS:
+		r.Timeout = Duration(5 * time.Second)
 	}
 	return r
 }

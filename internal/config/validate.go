@@ -30,7 +30,7 @@ func TargetTypes() []string { return []string{TargetHost, TargetNetwork, TargetS
 // Checks lists the valid rule check kinds.
 func Checks() []string {
 	return []string{CheckICMP, CheckTCP, CheckHTTP, CheckDNS, CheckLatency, CheckPortscan,
-		CheckDiscover, CheckBandwidth, CheckTraceroute, CheckExec}
+		CheckDiscover, CheckBandwidth, CheckTraceroute, CheckExec, CheckNATS}
 }
 
 // Severities lists the valid rule severities.

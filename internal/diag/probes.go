@@ -19,5 +19,6 @@ func Probes() map[string]probe.Func {
 		config.CheckBandwidth:  probe.Bandwidth,
 		config.CheckTraceroute: probe.Traceroute,
 		config.CheckExec:       probe.Exec,
+		config.CheckNATS:       probe.NATS,
 	}
 }

@@ -18,7 +18,7 @@ func DefaultAppliesTo(check string) []string {
 	switch check {
 	case config.CheckICMP, config.CheckDNS, config.CheckTCP, config.CheckTraceroute:
 		return []string{config.TargetHost, config.TargetService}
-	case config.CheckHTTP:
+	case config.CheckHTTP, config.CheckNATS:
 		return []string{config.TargetService}
 	case config.CheckPortscan:
 		return []string{config.TargetHost, config.TargetNetwork}
@@ -45,6 +45,10 @@ func Applies(r config.Rule, t config.Target) bool {
 	switch r.Check {
 	case config.CheckHTTP:
 		if len(r.AppliesTo) == 0 && !isHTTPURL(t.Address) {
+			return false
+		}
+	case config.CheckNATS:
+		if len(r.AppliesTo) == 0 && !strings.HasPrefix(t.Address, "nats://") {
 			return false
 		}
 	case config.CheckTCP:
@@ -80,6 +84,10 @@ func BuiltinRules() []config.Rule {
 		{Name: "ports", Check: config.CheckPortscan, AppliesTo: []string{config.TargetHost},
 			Ports: config.PortsTop100, Severity: config.SeverityInfo},
 		{Name: "discover", Check: config.CheckDiscover, MinAlive: 1},
+		{Name: "nats", Check: config.CheckNATS,
+			Warn:        config.Threshold{RTT: config.Duration(200 * time.Millisecond)},
+			Crit:        config.Threshold{RTT: config.Duration(time.Second)},
+			Remediation: "Check that nats-server (or netops server) runs with JetStream enabled and that the cluster routes are up (netops server status)"},
 	}
 }
 
