@@ -149,7 +149,10 @@ func NewLocker(ctx context.Context, nc *nats.Conn, o Options) (*Locker, error) {
 // openRetryFor bounds how long opening the bucket waits out a cluster
 // that cannot answer yet: a JetStream leader being elected after a node
 // died, or a new cluster that has not elected its meta leader.
-const openRetryFor = 30 * time.Second
+const (
+	openRetryFor = 30 * time.Second
+	openAttempt  = 5 * time.Second
+)
 
 // openBucketRetry is openBucket, retried while the failure is transient
 // (see transientJS), for at most openRetryFor or until ctx ends.
@@ -157,7 +160,11 @@ func openBucketRetry(ctx context.Context, js jetstream.JetStream, o Options) (je
 	give := time.Now().Add(openRetryFor)
 	wait := 250 * time.Millisecond
 	for {
-		kv, err := openBucket(ctx, js, o)
+		// Each attempt gets its own timeout: a request sent before the
+		// cluster has a leader may never be answered, a new one will be.
+		actx, cancel := context.WithTimeout(ctx, openAttempt)
+		kv, err := openBucket(actx, js, o)
+		cancel()
 		if err == nil || !transientJS(ctx, err) || time.Now().Add(wait).After(give) {
 			return kv, err
 		}
