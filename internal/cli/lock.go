@@ -51,6 +51,7 @@ backend is unreachable.`,
 // lockFlags are the acquisition flags shared by run and acquire.
 type lockFlags struct {
 	shared bool
+	slots  int
 	wait   time.Duration
 	noWait bool
 	ttl    time.Duration
@@ -59,6 +60,7 @@ type lockFlags struct {
 func (f *lockFlags) add(cmd *cobra.Command, ttlDefault time.Duration, ttlHelp string) {
 	fl := cmd.Flags()
 	fl.BoolVar(&f.shared, "shared", false, "take a shared (reader) lock instead of an exclusive one")
+	fl.IntVar(&f.slots, "semaphore", 0, "counting semaphore: at most N holders at once (a shared lock with N slots, FIFO)")
 	fl.DurationVar(&f.wait, "wait", 0, "wait at most this long for the lock (default: wait forever), then exit 75")
 	fl.BoolVar(&f.noWait, "no-wait", false, "fail at once (exit 75) when the lock is taken")
 	fl.DurationVar(&f.ttl, "ttl", ttlDefault, ttlHelp)
@@ -68,6 +70,12 @@ func (f *lockFlags) request(cmd *cobra.Command, name, owner string, session bool
 	req := lock.Request{Name: name, Mode: lock.Exclusive, TTL: f.ttl, Session: session}
 	if f.shared {
 		req.Mode = lock.Shared
+	}
+	if cmd.Flags().Changed("semaphore") {
+		if f.slots < 1 || f.slots > lock.MaxSlots {
+			return req, usageErrorf(fmt.Errorf("--semaphore %d: want 1 to %d holders", f.slots, lock.MaxSlots))
+		}
+		req.Mode, req.Slots = lock.Shared, f.slots
 	}
 	switch {
 	case f.noWait && cmd.Flags().Changed("wait"):
@@ -112,6 +120,14 @@ func (a *app) locker(ctx context.Context) (lock.Locker, error) {
 	}
 }
 
+// modeText shows a mode, with the size of a semaphore: "shared/4".
+func modeText(m lock.Mode, slots int) string {
+	if slots > 0 {
+		return string(m) + "/" + strconv.Itoa(slots)
+	}
+	return string(m)
+}
+
 func newOwnerID() string {
 	host, _ := os.Hostname()
 	var b [4]byte
@@ -132,7 +148,11 @@ group, keep the lease alive while it runs, and release the lock when it exits.
 SIGINT, SIGTERM and SIGHUP are forwarded to the command. The command gets
 NETOPS_LOCK_NAME, NETOPS_LOCK_TOKEN (fencing token: strictly increasing per lock,
 so a resource can reject writes from an older holder), NETOPS_LOCK_OWNER and
-NETOPS_LOCK_MODE.
+NETOPS_LOCK_MODE (exclusive or shared; with --semaphore N also NETOPS_LOCK_SLOTS).
+
+--semaphore N makes the lock a counting semaphore: up to N holders at once, the
+others wait in FIFO order (an exclusive request on the same name still waits for
+all of them). Everyone using the semaphore should pass the same N.
 
 The local backend ties the lock to a file lock that netops shares with the
 command, like flock(1): if netops dies, the lock stays held until the command
@@ -144,7 +164,8 @@ before anyone else can be granted the lock. A command that cannot be started
 (not found, not executable) exits 127 without running.`,
 		Example: `  netops lock run nightly-backup -- /usr/local/bin/backup.sh --full
   netops lock run db-schema --wait 5m -- ./migrate
-  netops lock run reports --shared --no-wait -- ./read-only-report`,
+  netops lock run reports --shared --no-wait -- ./read-only-report
+  netops lock run encoders --semaphore 4 -- ./encode.sh   # at most 4 at once`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
 			if dash != 1 || len(args) < 2 {
@@ -238,7 +259,7 @@ again with the same owner is idempotent (same token). Prints the fencing token.`
 			var r render.Record
 			r.Set("lock", lease.Name)
 			r.Set("owner", lease.Owner)
-			r.Set("mode", string(lease.Mode))
+			r.Set("mode", modeText(lease.Mode, lease.Slots))
 			r.Set("token", strconv.FormatUint(lease.Token, 10))
 			r.Set("expires", lease.Expires.Local().Format(time.RFC3339))
 			return r.WriteText(a.ios.Out, a.mode())
@@ -311,11 +332,11 @@ func newLockStatusCmd(a *app) *cobra.Command {
 			t.StatusColumn = 1
 			for _, s := range sts {
 				for _, h := range s.Holders {
-					t.Add(s.Name, "HELD", string(h.Mode), h.Owner, h.Host, strconv.Itoa(h.PID), render.Dash(h.Command),
+					t.Add(s.Name, "HELD", modeText(h.Mode, h.Slots), h.Owner, h.Host, strconv.Itoa(h.PID), render.Dash(h.Command),
 						strconv.FormatUint(h.Token, 10), now.Sub(h.Since).Round(time.Millisecond).String(), until(now, h.Expires))
 				}
 				for _, w := range s.Waiters {
-					t.Add(s.Name, "WAITING", string(w.Mode), w.Owner, w.Host, strconv.Itoa(w.PID), render.Dash(w.Command),
+					t.Add(s.Name, "WAITING", modeText(w.Mode, w.Slots), w.Owner, w.Host, strconv.Itoa(w.PID), render.Dash(w.Command),
 						"#"+strconv.Itoa(w.Position), now.Sub(w.Since).Round(time.Millisecond).String(), "-")
 				}
 			}

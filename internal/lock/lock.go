@@ -47,7 +47,16 @@ type Request struct {
 	// `lock run` uses it; `lock acquire` (lock now, release in a later
 	// command) does not.
 	Session bool
+	// Slots > 0 makes a shared request a counting semaphore: it is granted
+	// only while fewer than Slots earlier tickets of the lock are live, so
+	// at most Slots such holders at once (FIFO still). Exclusive requests
+	// on the same name still exclude everyone. Every user of a semaphore
+	// should ask for the same Slots. 0 = no limit (a plain shared lock).
+	Slots int
 }
+
+// MaxSlots bounds Request.Slots.
+const MaxSlots = 10000
 
 // DefaultTTL is the lease length when a request gives none.
 const DefaultTTL = 30 * time.Second
@@ -57,7 +66,8 @@ type Lease struct {
 	Name     string        `json:"name"`
 	Mode     Mode          `json:"mode"`
 	Owner    string        `json:"owner"`
-	Token    uint64        `json:"token"` // fencing token: strictly increasing per lock name
+	Token    uint64        `json:"token"`           // fencing token: strictly increasing per lock name
+	Slots    int           `json:"slots,omitempty"` // semaphore size (shared mode only)
 	Acquired time.Time     `json:"acquired"`
 	Expires  time.Time     `json:"expires"`
 	TTL      time.Duration `json:"ttl"`
@@ -68,6 +78,7 @@ type Entry struct {
 	Lock string `json:"lock,omitempty"` // the lock's name (Cleanup lists entries of many locks)
 	Holder
 	Mode     Mode      `json:"mode"`
+	Slots    int       `json:"slots,omitempty"`    // semaphore size (shared mode only)
 	Token    uint64    `json:"token,omitempty"`    // holders only
 	Position int       `json:"position,omitempty"` // waiters: 1 = next in line
 	Since    time.Time `json:"since"`
@@ -150,6 +161,12 @@ func ValidateRequest(req Request) error {
 	}
 	if req.Owner == "" {
 		return fmt.Errorf("%w: empty owner", ErrInvalid)
+	}
+	switch {
+	case req.Slots < 0 || req.Slots > MaxSlots:
+		return fmt.Errorf("%w: semaphore size %d (1 to %d)", ErrInvalid, req.Slots, MaxSlots)
+	case req.Slots > 0 && req.Mode != Shared:
+		return fmt.Errorf("%w: a semaphore (%d slots) is a shared request, not %s", ErrInvalid, req.Slots, req.Mode)
 	}
 	if req.TTL < 0 {
 		return fmt.Errorf("%w: negative TTL", ErrInvalid)

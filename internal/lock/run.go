@@ -113,6 +113,9 @@ func RunCommand(ctx context.Context, lk Locker, req Request, argv []string, opts
 		"NETOPS_LOCK_TOKEN="+strconv.FormatUint(lease.Token, 10),
 		"NETOPS_LOCK_OWNER="+lease.Owner,
 		"NETOPS_LOCK_MODE="+string(lease.Mode))
+	if lease.Slots > 0 {
+		cmd.Env = append(cmd.Env, "NETOPS_LOCK_SLOTS="+strconv.Itoa(lease.Slots))
+	}
 	if opts.Stdin != nil {
 		cmd.Stdin = opts.Stdin
 	}

@@ -300,6 +300,8 @@ type ticket struct {
 	PID     int       `json:"pid,omitempty"`
 	Command string    `json:"command,omitempty"`
 	Mode    lock.Mode `json:"mode"`
+	// Slots is the semaphore size of a shared ticket (0: no limit).
+	Slots int `json:"slots,omitempty"`
 	// Token is the revision of the ticket's first write (its place in the
 	// queue and its fencing token). The first write cannot know it and
 	// leaves it 0; every later write carries it.
@@ -605,7 +607,7 @@ func (l *Locker) acquireOnce(ctx context.Context, req lock.Request, ttl time.Dur
 	now := time.Now()
 	t := ticket{
 		V: 1, Name: req.Name, Owner: req.Owner, Host: req.Host, PID: req.PID, Command: req.Command,
-		Mode: req.Mode, Queued: now, TTLMillis: ttl.Milliseconds(), Expires: now.Add(ttl),
+		Mode: req.Mode, Slots: req.Slots, Queued: now, TTLMillis: ttl.Milliseconds(), Expires: now.Add(ttl),
 	}
 	data, err := json.Marshal(t)
 	if err != nil {
@@ -658,7 +660,7 @@ func (l *Locker) acquireOnce(ctx context.Context, req lock.Request, ttl time.Dur
 				}
 				return nil, false, l.opError(ctx, fmt.Sprintf("lock %q", req.Name), err)
 			}
-			return &lock.Lease{Name: req.Name, Mode: req.Mode, Owner: req.Owner, Token: token, Acquired: t.GrantedAt, Expires: now.Add(ttl), TTL: ttl}, false, nil
+			return &lock.Lease{Name: req.Name, Mode: req.Mode, Slots: req.Slots, Owner: req.Owner, Token: token, Acquired: t.GrantedAt, Expires: now.Add(ttl), TTL: ttl}, false, nil
 		}
 		l.remember(key, rev, t)
 	default:
@@ -686,13 +688,20 @@ func (l *Locker) acquireOnce(ctx context.Context, req lock.Request, ttl time.Dur
 		if !ok || me.deleted || me.order != token {
 			return false, nil
 		}
+		var earlier []slot
 		for k, s := range state {
 			if k == key || s.deleted || s.order >= me.order {
 				continue
 			}
+			earlier = append(earlier, s)
 			if req.Mode == lock.Exclusive || s.t.Mode == lock.Exclusive {
 				blocking = append(blocking, s)
 			}
+		}
+		// A semaphore of N slots waits while N or more earlier tickets
+		// live: every holder then has fewer than N holders before it.
+		if req.Slots > 0 && len(earlier) >= req.Slots && len(blocking) == 0 {
+			blocking = earlier
 		}
 		return true, blocking
 	}
@@ -721,7 +730,7 @@ func (l *Locker) acquireOnce(ctx context.Context, req lock.Request, ttl time.Dur
 			// Granted, but the caller is gone: free it at once.
 			return giveUp(fmt.Errorf("lock %q: %w", req.Name, err))
 		}
-		return &lock.Lease{Name: req.Name, Mode: req.Mode, Owner: req.Owner, Token: token, Acquired: now, Expires: now.Add(ttl), TTL: ttl}, false, nil
+		return &lock.Lease{Name: req.Name, Mode: req.Mode, Slots: req.Slots, Owner: req.Owner, Token: token, Acquired: now, Expires: now.Add(ttl), TTL: ttl}, false, nil
 	}
 
 	// Fast path: one direct read of the lock's tickets. It decides only if
@@ -1059,9 +1068,9 @@ func (l *Locker) Status(ctx context.Context, name string) ([]lock.Status, error)
 		st := lock.Status{Name: n, Holders: []lock.Entry{}, Waiters: []lock.Entry{}}
 		for _, s := range slots {
 			if s.t.Granted {
-				st.Holders = append(st.Holders, lock.Entry{Lock: n, Holder: s.t.holder(), Mode: s.t.Mode, Token: s.order, Since: s.t.GrantedAt, Expires: s.t.Expires})
+				st.Holders = append(st.Holders, lock.Entry{Lock: n, Holder: s.t.holder(), Mode: s.t.Mode, Slots: s.t.Slots, Token: s.order, Since: s.t.GrantedAt, Expires: s.t.Expires})
 			} else {
-				st.Waiters = append(st.Waiters, lock.Entry{Lock: n, Holder: s.t.holder(), Mode: s.t.Mode, Position: len(st.Waiters) + 1, Since: s.t.Queued})
+				st.Waiters = append(st.Waiters, lock.Entry{Lock: n, Holder: s.t.holder(), Mode: s.t.Mode, Slots: s.t.Slots, Position: len(st.Waiters) + 1, Since: s.t.Queued})
 			}
 		}
 		out = append(out, st)

@@ -8,7 +8,7 @@ import (
 
 // SchemaLatest is the highest schema version this build knows: the number
 // of migrations.
-const SchemaLatest = 2
+const SchemaLatest = 4
 
 // migrations returns the schema steps in order: element i takes the schema
 // from version i to version i+1. Steps are append-only: never edit or
@@ -51,6 +51,69 @@ func migrations() [][]string {
 				expires_ns INTEGER
 			)`,
 			`CREATE INDEX lock_tickets_name ON lock_tickets (name, id)`,
+		},
+		// 3: ipc queues and channels (internal/ipc/local). Message ids
+		// (AUTOINCREMENT, never reused) are the FIFO order; depth counts
+		// the live (not dead) messages of a queue so that the size bound
+		// is checked without counting rows.
+		{
+			`CREATE TABLE ipc_queues (
+				id             INTEGER PRIMARY KEY AUTOINCREMENT,
+				name           TEXT    NOT NULL UNIQUE,
+				max_size       INTEGER NOT NULL,
+				overflow       TEXT    NOT NULL CHECK (overflow IN ('drop-oldest', 'reject')),
+				max_deliveries INTEGER NOT NULL,
+				visibility_ns  INTEGER NOT NULL,
+				created_ns     INTEGER NOT NULL,
+				depth          INTEGER NOT NULL DEFAULT 0,
+				sent           INTEGER NOT NULL DEFAULT 0,
+				acked          INTEGER NOT NULL DEFAULT 0,
+				dropped        INTEGER NOT NULL DEFAULT 0
+			)`,
+			`CREATE TABLE ipc_messages (
+				id         INTEGER PRIMARY KEY AUTOINCREMENT,
+				qid        INTEGER NOT NULL,
+				dead       INTEGER NOT NULL DEFAULT 0,
+				priority   INTEGER NOT NULL,
+				visible_ns INTEGER NOT NULL DEFAULT 0,
+				deliveries INTEGER NOT NULL DEFAULT 0,
+				receipt    INTEGER NOT NULL DEFAULT 0,
+				sent_ns    INTEGER NOT NULL,
+				sender     TEXT    NOT NULL DEFAULT '',
+				headers    TEXT,
+				body       BLOB    NOT NULL,
+				reason     TEXT
+			)`,
+			`CREATE INDEX ipc_messages_next ON ipc_messages (qid, dead, priority DESC, id)`,
+			`CREATE TABLE ipc_channels (
+				name       TEXT    PRIMARY KEY,
+				published  INTEGER NOT NULL DEFAULT 0,
+				stored     INTEGER NOT NULL DEFAULT 0,
+				created_ns INTEGER NOT NULL,
+				last_ns    INTEGER NOT NULL DEFAULT 0
+			)`,
+			`CREATE TABLE ipc_channel_messages (
+				id       INTEGER PRIMARY KEY AUTOINCREMENT,
+				channel  TEXT    NOT NULL,
+				priority INTEGER NOT NULL,
+				sent_ns  INTEGER NOT NULL,
+				sender   TEXT    NOT NULL DEFAULT '',
+				headers  TEXT,
+				body     BLOB    NOT NULL
+			)`,
+			`CREATE INDEX ipc_channel_messages_channel ON ipc_channel_messages (channel, id)`,
+			`CREATE TABLE ipc_subscribers (
+				channel    TEXT    NOT NULL,
+				name       TEXT    NOT NULL,
+				cursor     INTEGER NOT NULL,
+				created_ns INTEGER NOT NULL,
+				active_ns  INTEGER NOT NULL,
+				PRIMARY KEY (channel, name)
+			)`,
+		},
+		// 4: semaphore size of lock tickets (0: no limit).
+		{
+			`ALTER TABLE lock_tickets ADD COLUMN slots INTEGER NOT NULL DEFAULT 0`,
 		},
 	}
 }

@@ -57,6 +57,21 @@ func TestMigrateFromEachVersion(t *testing.T) {
 			}); err != nil {
 				t.Fatalf("lock_tickets after migration: %v", err)
 			}
+			// Schema 3: ipc queues and channels.
+			if err := s.Update(t.Context(), func(tx *sql.Tx) error {
+				_, err := tx.Exec(`INSERT INTO ipc_queues (name, max_size, overflow, max_deliveries, visibility_ns, created_ns)
+					VALUES ('jobs', 10, 'reject', 5, 1, 1)`)
+				return err
+			}); err != nil {
+				t.Fatalf("ipc_queues after migration: %v", err)
+			}
+			// Schema 4: semaphore slots of lock tickets.
+			if err := s.View(t.Context(), func(tx *sql.Tx) error {
+				var n int
+				return tx.QueryRow(`SELECT COUNT(*) FROM lock_tickets WHERE slots = 0`).Scan(&n)
+			}); err != nil {
+				t.Fatalf("lock_tickets.slots after migration: %v", err)
+			}
 			if err := s.Check(t.Context()); err != nil {
 				t.Fatal(err)
 			}

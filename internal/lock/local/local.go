@@ -213,16 +213,16 @@ func (l *Locker) enqueue(ctx context.Context, req lock.Request, ttl time.Duratio
 			return nil
 		}
 		t := ticket{
-			name: req.Name, mode: req.Mode, owner: req.Owner,
+			name: req.Name, mode: req.Mode, slots: req.Slots, owner: req.Owner,
 			host: req.Host, pid: req.PID, command: req.Command,
 			session: req.Session, state: stateWaiting, ttl: int64(ttl), created: now,
 		}
 		if own != nil {
 			t.file = filepath.Base(own.path)
 		}
-		ms := append(modes(live), req.Mode)
+		cs := append(claims(live), claim{req.Mode, req.Slots})
 		switch {
-		case grantable(ms) == len(ms):
+		case grantable(cs) == len(cs):
 			t.state, t.granted, t.expires = stateHeld, now, now+int64(ttl)
 		case req.Wait == 0:
 			busy = live
@@ -300,7 +300,9 @@ func (l *Locker) check(ctx context.Context, name string, id int64) (look, error)
 		// each release then wakes one waiter, not the whole queue.
 		blocker := -1
 		for i, a := range live[:me] {
-			if t.mode == lock.Exclusive || a.mode == lock.Exclusive {
+			// A semaphore ticket waits for any earlier one to go: watch
+			// the nearest (the bell rings on every release anyway).
+			if t.mode == lock.Exclusive || a.mode == lock.Exclusive || t.slots > 0 && me >= t.slots {
 				blocker = i
 			}
 			if a.held() && (lk.nextExpiry == 0 || a.expires < lk.nextExpiry) {

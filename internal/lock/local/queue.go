@@ -22,6 +22,7 @@ type ticket struct {
 	id      int64 // FIFO order and fencing token
 	name    string
 	mode    lock.Mode
+	slots   int // semaphore size for shared tickets (0: no limit)
 	owner   string
 	host    string
 	pid     int
@@ -41,6 +42,7 @@ func (t *ticket) lease() *lock.Lease {
 	return &lock.Lease{
 		Name:     t.name,
 		Mode:     t.mode,
+		Slots:    t.slots,
 		Owner:    t.owner,
 		Token:    uint64(t.id),
 		Acquired: time.Unix(0, t.granted),
@@ -54,6 +56,7 @@ func (t *ticket) entry() lock.Entry {
 		Lock:   t.name,
 		Holder: lock.Holder{Owner: t.owner, Host: t.host, PID: t.pid, Command: t.command},
 		Mode:   t.mode,
+		Slots:  t.slots,
 		Since:  time.Unix(0, t.created),
 	}
 	if t.held() {
@@ -64,25 +67,35 @@ func (t *ticket) entry() lock.Entry {
 	return e
 }
 
-// grantable is the grant rule. modes are the modes of the live tickets of
-// one lock, oldest (lowest id) first; grantable returns how many tickets at
-// the head of that queue may hold the lock together: an exclusive ticket
-// only when it is first, a shared ticket only when every ticket before it is
-// shared. The granted tickets are therefore always a prefix of the queue,
-// which makes grants happen in ticket order.
-func grantable(modes []lock.Mode) int {
-	for i, m := range modes {
-		if m != lock.Shared {
+// claim is what the grant rule needs of a ticket.
+type claim struct {
+	mode  lock.Mode
+	slots int // semaphore size of a shared ticket; 0: no limit
+}
+
+// grantable is the grant rule. cs are the claims of the live tickets of one
+// lock, oldest (lowest id) first; grantable returns how many tickets at the
+// head of that queue may hold the lock together: an exclusive ticket only
+// when it is first, a shared ticket only when every ticket before it is
+// shared, and a semaphore ticket of N slots only when fewer than N tickets
+// are before it. The granted tickets are therefore always a prefix of the
+// queue, which makes grants happen in ticket order.
+func grantable(cs []claim) int {
+	for i, c := range cs {
+		if c.mode != lock.Shared {
 			if i == 0 {
 				return 1
 			}
 			return i
 		}
+		if c.slots > 0 && i >= c.slots {
+			return i
+		}
 	}
-	return len(modes)
+	return len(cs)
 }
 
-const ticketCols = `id, name, mode, owner, host, pid, command, session, file, state,
+const ticketCols = `id, name, mode, slots, owner, host, pid, command, session, file, state,
 	ttl_ns, created_ns, COALESCE(granted_ns, 0), COALESCE(expires_ns, 0)`
 
 // queryTickets returns the tickets selected by where (a WHERE and ORDER BY
@@ -97,7 +110,7 @@ func queryTickets(ctx context.Context, tx *sql.Tx, where string, args ...any) ([
 	for rows.Next() {
 		var t ticket
 		var mode string
-		if err := rows.Scan(&t.id, &t.name, &mode, &t.owner, &t.host, &t.pid, &t.command, &t.session,
+		if err := rows.Scan(&t.id, &t.name, &mode, &t.slots, &t.owner, &t.host, &t.pid, &t.command, &t.session,
 			&t.file, &t.state, &t.ttl, &t.created, &t.granted, &t.expires); err != nil {
 			return nil, err
 		}
@@ -114,9 +127,9 @@ func insertTicket(ctx context.Context, tx *sql.Tx, t *ticket) error {
 		granted, expires = t.granted, t.expires
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO lock_tickets
-		(name, mode, owner, host, pid, command, session, file, state, ttl_ns, created_ns, granted_ns, expires_ns)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		t.name, string(t.mode), t.owner, t.host, t.pid, t.command, t.session, t.file, t.state,
+		(name, mode, slots, owner, host, pid, command, session, file, state, ttl_ns, created_ns, granted_ns, expires_ns)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.name, string(t.mode), t.slots, t.owner, t.host, t.pid, t.command, t.session, t.file, t.state,
 		t.ttl, t.created, granted, expires)
 	if err != nil {
 		return err
@@ -175,7 +188,7 @@ func (l *Locker) evaluate(ctx context.Context, tx *sql.Tx, name string, now int6
 	if err := deleteTickets(ctx, tx, dead); err != nil {
 		return nil, nil, err
 	}
-	n := grantable(modes(live))
+	n := grantable(claims(live))
 	for i := range live[:n] {
 		t := &live[i]
 		if t.held() {
@@ -191,12 +204,12 @@ func (l *Locker) evaluate(ctx context.Context, tx *sql.Tx, name string, now int6
 	return live, dead, nil
 }
 
-func modes(ts []ticket) []lock.Mode {
-	ms := make([]lock.Mode, len(ts), len(ts)+1)
+func claims(ts []ticket) []claim {
+	cs := make([]claim, len(ts), len(ts)+1)
 	for i, t := range ts {
-		ms[i] = t.mode
+		cs[i] = claim{t.mode, t.slots}
 	}
-	return ms
+	return cs
 }
 
 // path returns the path of a lock file named in a ticket, or "" for a name

@@ -66,6 +66,7 @@ func Run(t *testing.T, newLocker func(t *testing.T) lock.Locker) {
 		{"SharedHoldersTogether", s.testSharedHoldersTogether},
 		{"ExclusiveWaitsForShared", s.testExclusiveWaitsForShared},
 		{"NoWriterStarvation", s.testNoWriterStarvation},
+		{"Semaphore", s.testSemaphore},
 		{"FIFOOrder", s.testFIFOOrder},
 		{"NoWaitTimeout", s.testNoWaitTimeout},
 		{"WaitTimeoutLeavesNoTicket", s.testWaitTimeoutLeavesNoTicket},
@@ -331,6 +332,12 @@ func (s *suite) testInvalidRequests(t *testing.T) {
 	r = good
 	r.Wait = -5 * time.Second
 	bad["negative wait"] = r
+	r = good
+	r.Slots = 2
+	bad["exclusive semaphore"] = r
+	r = good
+	r.Mode, r.Slots = lock.Shared, -1
+	bad["negative slots"] = r
 	for what, r := range bad {
 		ls, err := l.Acquire(ctx, r)
 		if !errors.Is(err, lock.ErrInvalid) || ls != nil {
@@ -471,6 +478,52 @@ func (s *suite) testNoWriterStarvation(t *testing.T) {
 	st = status(t, l2, name)
 	wantOwners(t, "holders", st.Holders, "s2", "s3")
 	wantOwners(t, "waiters", st.Waiters)
+}
+
+// A semaphore of 2 slots: two holders at once, the third waits in FIFO
+// order and gets a slot when one is released; an exclusive request still
+// waits for all of them.
+func (s *suite) testSemaphore(t *testing.T) {
+	l1, l2 := s.open(t), s.open(t)
+	name := lockName(t, "sem")
+	sem := func(owner string, wait time.Duration) lock.Request {
+		r := req(name, owner, lock.Shared, wait)
+		r.Slots = 2
+		return r
+	}
+	a := mustAcquire(t, l1, sem("a", 0))
+	if a.Slots != 2 {
+		t.Fatalf("lease slots = %d, want 2", a.Slots)
+	}
+	mustAcquire(t, l2, sem("b", 0))
+	wantTimeout(t, l1, sem("c", 0))
+	cr := sem("c", lock.WaitForever)
+	cch := acquireAsync(t, t.Context(), l1, cr, nil)
+	waitWaiters(t, l2, name, 1)
+	xr := req(name, "x", lock.Exclusive, lock.WaitForever)
+	xch := acquireAsync(t, t.Context(), l2, xr, nil)
+	st := waitWaiters(t, l2, name, 2)
+	wantOwners(t, "holders", st.Holders, "a", "b")
+	wantOwners(t, "waiters", st.Waiters, "c", "x")
+	if st.Holders[0].Slots != 2 || st.Waiters[0].Slots != 2 {
+		t.Errorf("status slots = %d, %d; want 2", st.Holders[0].Slots, st.Waiters[0].Slots)
+	}
+	notYet(t, cch, "both slots are taken")
+
+	mustRelease(t, l1, name, "a")
+	c := recvGrant(t, cch, cr)
+	notYet(t, xch, "the semaphore holders b and c remain")
+	st = status(t, l1, name)
+	wantOwners(t, "holders", st.Holders, "b", "c")
+	mustRelease(t, l2, name, "b")
+	notYet(t, xch, "c still holds a slot")
+	mustRelease(t, l1, name, "c")
+	x := recvGrant(t, xch, xr)
+	if x.Token <= c.Token {
+		t.Fatalf("exclusive token %d not above semaphore token %d", x.Token, c.Token)
+	}
+	// While the exclusive holder has it, a semaphore request waits.
+	wantTimeout(t, l1, sem("d", 0))
 }
 
 func (s *suite) testFIFOOrder(t *testing.T) {
