@@ -65,3 +65,12 @@ bench/diag_bandwidth.sh
 
 echo
 bench/lock.sh
+
+echo
+bench/transfer.sh
+
+echo
+bench/ipc.sh
+
+echo
+bench/fleet.sh

@@ -189,9 +189,14 @@ func retryMain() {
 	os.Exit(1)
 }
 
-// tokengtMain implements `tokengt A.json B.json`: succeed when the "token"
-// of the lease in B (`lock acquire -o json` output) is greater than in A.
+// tokengtMain implements `tokengt [-eq] A.json B.json`: succeed when the
+// "token" of the lease in B (`lock acquire -o json` output) is greater
+// than in A (with -eq: the same, as for a reentrant acquire).
 func tokengtMain() {
+	eq := len(os.Args) > 1 && os.Args[1] == "-eq"
+	if eq {
+		os.Args = append(os.Args[:1], os.Args[2:]...)
+	}
 	read := func(path string) uint64 {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -208,6 +213,14 @@ func tokengtMain() {
 		return v.Token
 	}
 	a, b := read(os.Args[1]), read(os.Args[2])
+	if eq {
+		if a != b {
+			fmt.Fprintf(os.Stderr, "tokengt: token %d differs from %d\n", b, a)
+			os.Exit(1)
+		}
+		fmt.Printf("token %d = %d\n", b, a)
+		return
+	}
 	if b <= a {
 		fmt.Fprintf(os.Stderr, "tokengt: token %d is not greater than %d\n", b, a)
 		os.Exit(1)

@@ -28,6 +28,8 @@ func TestMain(m *testing.M) {
 		"perm":       permMain,
 		"lockworker": lockworkerMain,
 		"lockstress": lockstressMain,
+		"ipcstress":  ipcstressMain,
+		"ipchandler": ipchandlerMain,
 		"retry":      retryMain,
 		"tokengt":    tokengtMain,
 		// locksleep FILE SECONDS: create FILE, then sleep (a long-running command).
@@ -138,6 +140,7 @@ func TestScripts(t *testing.T) {
 			"natsserver": cmdNATSServer,
 			"waitport":   cmdWaitPort,
 			"waitfile":   cmdWaitFile,
+			"sshserver":  cmdSSHServer,
 		},
 		Setup: func(env *testscript.Env) error {
 			work := env.WorkDir

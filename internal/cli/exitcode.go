@@ -3,12 +3,16 @@ package cli
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
 
 	"github.com/netops-dev/netops/internal/config"
+	"github.com/netops-dev/netops/internal/ipc"
+	"github.com/netops-dev/netops/internal/ipc/socket"
 	"github.com/netops-dev/netops/internal/lock"
 	"github.com/netops-dev/netops/internal/natsbackend"
+	"github.com/netops-dev/netops/internal/sshconn"
 	"github.com/netops-dev/netops/internal/store"
 )
 
@@ -40,12 +44,12 @@ func exitCodes() []exitCodeDoc {
 		{ExitFailure, "failure (a transfer failed, message not received in time, a check at WARNING for diag)"},
 		{ExitCritical, "diag: CRITICAL (a check failed)"},
 		{ExitUnknown, "diag: UNKNOWN (a check could not run, e.g. no permission)"},
-		{ExitUsage, "usage error (bad flag or argument, or a command that is not built yet)"},
-		{ExitUnavailable, "backend or server unavailable"},
-		{ExitLockTimeout, "lock not acquired within the wait (temporary failure)"},
+		{ExitUsage, "usage error (bad flag or argument)"},
+		{ExitUnavailable, "backend or server unavailable (ipc connect: nobody listens or unreachable; ipc listen: address in use)"},
+		{ExitLockTimeout, "temporary failure: lock not acquired within the wait, or ipc queue full (overflow reject)"},
 		{ExitLeaseLost, "lock run: the lease was lost while the command ran; the command was stopped"},
 		{ExitConfig, "configuration error (bad config file or value, unusable state dir or database)"},
-		{ExitCannotRun, "lock run: the command could not be started (not found or not executable)"},
+		{ExitCannotRun, "lock run, ipc consume/subscribe/listen --exec: the command could not be started (not found or not executable)"},
 		{ExitInterrupted, "interrupted (SIGINT/SIGTERM)"},
 	}
 }
@@ -96,9 +100,19 @@ func exitCode(err error, interrupted bool) int {
 		return ExitUsage
 	}
 	switch {
+	case errors.Is(err, ipc.ErrInvalid), errors.Is(err, ipc.ErrTooLarge), errors.Is(err, ipc.ErrNotFound):
+		return ExitUsage // bad input: invalid name or message, unknown queue
+	case errors.Is(err, ipc.ErrFull):
+		return ExitLockTimeout // temporary failure: queue full (overflow reject)
+	case errors.Is(err, ipc.ErrUnavailable):
+		return ExitUnavailable
+	case errors.Is(err, ipc.ErrUnsupported):
+		return ExitConfig // the configured backend cannot do it
 	case errors.Is(err, lock.ErrTimeout):
 		return ExitLockTimeout
 	case errors.Is(err, lock.ErrUnavailable):
+		return ExitUnavailable
+	case errors.Is(err, socket.ErrUnavailable), errors.Is(err, socket.ErrAddrInUse):
 		return ExitUnavailable
 	case errors.Is(err, lock.ErrLost):
 		return ExitLeaseLost
@@ -121,6 +135,33 @@ func exitCode(err error, interrupted bool) int {
 }
 
 var errInterrupted = errors.New("interrupted")
+
+// transferExitCode maps the failures of 'transfer run/copy': 130 when
+// interrupted, 69 when every failure was an unreachable server, 78 when
+// every failure was a configuration error, else 1 (a transfer failed).
+func transferExitCode(errs []error, interrupted bool) int {
+	if interrupted {
+		return ExitInterrupted
+	}
+	unreachable, cfg := 0, 0
+	for _, err := range errs {
+		var ce *config.Error
+		var oe *net.OpError
+		switch {
+		case errors.Is(err, sshconn.ErrUnreachable), errors.As(err, &oe) && oe.Op == "dial":
+			unreachable++
+		case errors.As(err, &ce):
+			cfg++
+		}
+	}
+	switch len(errs) {
+	case unreachable:
+		return ExitUnavailable
+	case cfg:
+		return ExitConfig
+	}
+	return ExitFailure
+}
 
 // stateError is a state directory or database that cannot be used (permissions,
 // corruption, a newer schema): the user must fix the environment, like a bad config.

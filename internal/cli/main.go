@@ -75,10 +75,7 @@ func reportError(w io.Writer, err error, code int, quiet bool) {
 		fmt.Fprintf(w, "netops: %s\n", line)
 	}
 	if code == ExitUsage && !quiet {
-		var nb *notBuiltError
-		if !errors.As(err, &nb) {
-			fmt.Fprintln(w, "Run 'netops --help' for usage.")
-		}
+		fmt.Fprintln(w, "Run 'netops --help' for usage.")
 	}
 }
 

@@ -77,9 +77,9 @@ JSON with --output json. Logs and progress go to stderr.
 	)
 	for _, c := range []*cobra.Command{
 		newDiagCmd(a),
-		newNotBuiltCmd("transfer", "Move files over SFTP, HTTP and local paths with verification", 4),
+		newTransferCmd(a),
 		newLockCmd(a),
-		newNotBuiltCmd("ipc", "Queues, channels and TCP sockets for messages", 6),
+		newIPCCmd(a),
 		newServerCmd(a),
 	} {
 		c.GroupID = "ops"

@@ -1,6 +1,8 @@
 // Package natsbackend is the distributed backend of netops on NATS
-// JetStream: the NATS connection built from the config (Connect) and the
-// lock backend (Locker, a lock.Locker) on a JetStream key-value bucket.
+// JetStream: the NATS connection built from the config (Connect), the
+// lock backend (Locker, a lock.Locker) on a JetStream key-value bucket, and
+// the ipc backend (IPC, an ipc.Backend: queues and channels on streams; its
+// design is in the documentation of IPC).
 //
 // # Lock design
 //

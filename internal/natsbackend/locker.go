@@ -154,23 +154,29 @@ const (
 	openAttempt  = 5 * time.Second
 )
 
-// openBucketRetry is openBucket, retried while the failure is transient
-// (see transientJS), for at most openRetryFor or until ctx ends.
+// openBucketRetry is openBucket, retried while the failure is transient.
 func openBucketRetry(ctx context.Context, js jetstream.JetStream, o Options) (jetstream.KeyValue, error) {
+	return retryJS(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return openBucket(ctx, js, o) })
+}
+
+// retryJS runs fn, each attempt bounded by openAttempt, again while its
+// failure is transient (see transientJS), for at most openRetryFor or until
+// ctx ends.
+func retryJS[T any](ctx context.Context, fn func(context.Context) (T, error)) (T, error) {
 	give := time.Now().Add(openRetryFor)
 	wait := 250 * time.Millisecond
 	for {
 		// Each attempt gets its own timeout: a request sent before the
 		// cluster has a leader may never be answered, a new one will be.
 		actx, cancel := context.WithTimeout(ctx, openAttempt)
-		kv, err := openBucket(actx, js, o)
+		v, err := fn(actx)
 		cancel()
 		if err == nil || !transientJS(ctx, err) || time.Now().Add(wait).After(give) {
-			return kv, err
+			return v, err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, err
+			return v, err
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 2*time.Second)

@@ -8,7 +8,7 @@ import (
 
 // SchemaLatest is the highest schema version this build knows: the number
 // of migrations.
-const SchemaLatest = 4
+const SchemaLatest = 5
 
 // migrations returns the schema steps in order: element i takes the schema
 // from version i to version i+1. Steps are append-only: never edit or
@@ -114,6 +114,39 @@ func migrations() [][]string {
 		// 4: semaphore size of lock tickets (0: no limit).
 		{
 			`ALTER TABLE lock_tickets ADD COLUMN slots INTEGER NOT NULL DEFAULT 0`,
+		},
+		// 5: ipc messages keyed in delivery order. The table of schema 3
+		// becomes a WITHOUT ROWID table with the primary key (qid, dead,
+		// priority DESC, id), so that sends, receives and acks touch one
+		// b-tree instead of a table and an index; ids now come from
+		// ipc_seq, which starts after the last id schema 3 gave.
+		{
+			`CREATE TABLE ipc_seq (
+				one  INTEGER PRIMARY KEY CHECK (one = 1),
+				last INTEGER NOT NULL
+			)`,
+			`INSERT INTO ipc_seq (one, last) VALUES (1, max(
+				coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'ipc_messages'), 0),
+				coalesce((SELECT max(id) FROM ipc_messages), 0)))`,
+			`CREATE TABLE ipc_messages_v5 (
+				qid        INTEGER NOT NULL,
+				dead       INTEGER NOT NULL,
+				priority   INTEGER NOT NULL,
+				id         INTEGER NOT NULL,
+				visible_ns INTEGER NOT NULL DEFAULT 0,
+				deliveries INTEGER NOT NULL DEFAULT 0,
+				receipt    INTEGER NOT NULL DEFAULT 0,
+				sent_ns    INTEGER NOT NULL,
+				sender     TEXT    NOT NULL DEFAULT '',
+				headers    TEXT,
+				body       BLOB    NOT NULL,
+				reason     TEXT,
+				PRIMARY KEY (qid, dead, priority DESC, id)
+			) WITHOUT ROWID`,
+			`INSERT INTO ipc_messages_v5 (qid, dead, priority, id, visible_ns, deliveries, receipt, sent_ns, sender, headers, body, reason)
+				SELECT qid, dead, priority, id, visible_ns, deliveries, receipt, sent_ns, sender, headers, body, reason FROM ipc_messages`,
+			`DROP TABLE ipc_messages`,
+			`ALTER TABLE ipc_messages_v5 RENAME TO ipc_messages`,
 		},
 	}
 }

@@ -66,6 +66,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/netops-dev/netops/internal/fsutil"
 	"github.com/netops-dev/netops/internal/lock"
 	"github.com/netops-dev/netops/internal/store"
 )
@@ -335,7 +336,7 @@ func (l *Locker) wait(ctx context.Context, req lock.Request, id int64) (*lock.Le
 	for {
 		// Read the bell before looking, so that a release after the look
 		// changes it.
-		rung := bellTime(bell)
+		rung := fsutil.BellTime(bell)
 		lk, err := l.check(ctx, req.Name, id)
 		if err != nil {
 			return nil, l.abandon(ctx, id, err)
@@ -389,7 +390,7 @@ func (l *Locker) sleep(ctx context.Context, lk look, bell string, rung time.Time
 	var poll <-chan time.Time
 	if wake == nil {
 		var stop func()
-		rang, stop = watchBell(bell, rung)
+		rang, stop = fsutil.WatchBell(bell, rung)
 		defer stop()
 		if rang == nil {
 			t := time.NewTicker(bellPoll)
@@ -411,7 +412,7 @@ func (l *Locker) sleep(ctx context.Context, lk look, bell string, rung time.Time
 		case <-rang:
 			return woken
 		case <-poll:
-			if !bellTime(bell).Equal(rung) {
+			if !fsutil.BellTime(bell).Equal(rung) {
 				return woken
 			}
 		case <-timer.C:
@@ -863,30 +864,10 @@ func (l *Locker) bellPath(name string) string {
 
 const bellSuffix = ".bell"
 
-// bellTime returns when the bell at path last rang (zero if never).
-func bellTime(path string) time.Time {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return time.Time{}
-	}
-	return fi.ModTime()
-}
-
 // ring rings the bell of lock name. It is best effort: a waiter that misses
 // it looks again within recheck.
 func (l *Locker) ring(name string) {
-	path := l.bellPath(name)
-	now := time.Now()
-	if err := os.Chtimes(path, now, now); err == nil || !errors.Is(err, os.ErrNotExist) {
-		return
-	}
-	if err := os.MkdirAll(l.dir, 0o700); err != nil {
-		return
-	}
-	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
-		f.Close()
-		_ = os.Chtimes(path, now, now)
-	}
+	fsutil.Ring(l.bellPath(name))
 }
 
 // SessionFile returns the open lock file of a session grant held by this

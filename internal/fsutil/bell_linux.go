@@ -1,6 +1,6 @@
 //go:build linux
 
-package local
+package fsutil
 
 import (
 	"os"
@@ -9,8 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// watchBell returns a channel closed when the bell at path rings after
-// rung (when it was read before the caller's look at the queue), and a
+// WatchBell returns a channel closed when the bell at path rings after
+// rung (its BellTime when the caller read it, before its own look at the
+// state the bell guards), and a
 // function that stops the watch. On Linux it uses inotify: no polling, and
 // the read is cancellable because the inotify descriptor goes through the
 // runtime's poller. It returns a nil channel when inotify is not available;
@@ -20,7 +21,7 @@ import (
 // (an RCU grace period, often milliseconds), so stop closes it in a
 // goroutine instead of delaying the waiter's next look; that goroutine and
 // the reading one end as soon as the close is done.
-func watchBell(path string, rung time.Time) (<-chan struct{}, func()) {
+func WatchBell(path string, rung time.Time) (<-chan struct{}, func()) {
 	// The watch needs the file.
 	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600); err == nil {
 		f.Close()
@@ -36,7 +37,7 @@ func watchBell(path string, rung time.Time) (<-chan struct{}, func()) {
 	f := os.NewFile(uintptr(fd), "inotify "+path) // non-blocking: pollable
 	rang := make(chan struct{})
 	// A ring between the caller's read of the bell and the watch.
-	if !bellTime(path).Equal(rung) {
+	if !BellTime(path).Equal(rung) {
 		go f.Close()
 		close(rang)
 		return rang, func() {}

@@ -1,0 +1,1154 @@
+// Package local is the ipc backend for one host: queues and channels in the
+// netops SQLite state database (tables ipc_queues, ipc_messages,
+// ipc_channels, ipc_channel_messages, ipc_subscribers, ipc_seq; schema
+// versions 3 and 5).
+// Any number of netops processes on the host may use it at once; there is
+// no daemon.
+//
+// # Queues
+//
+// A message is a row of ipc_messages, a WITHOUT ROWID table whose key is
+// the delivery order (qid, dead, priority DESC, id): a send, a receive and
+// an ack each touch one b-tree. Its id (from ipc_seq, never reused) is its
+// Seq: the FIFO order. Receive picks, in one BEGIN IMMEDIATE transaction,
+// the live rows of the queue in key order whose visible_ns has passed, and
+// marks them in flight: deliveries+1, a random receipt, visible_ns = now +
+// the visibility timeout. Ack deletes
+// the row if its receipt is still the one delivered (else ErrLost: the
+// message was delivered again or dropped), Nack clears the receipt and
+// sets visible_ns to now + delay, or marks the row dead when its deliveries
+// reached the queue's max_deliveries. A row whose visibility passed with
+// deliveries at the maximum is marked dead by the next Receive.
+//
+// The size bound is enforced in the send transaction: ipc_queues.depth
+// counts the live rows (kept exact by every transaction that adds or
+// removes one), so a send knows at once whether it fits; drop-oldest
+// deletes the rows with the smallest ids.
+//
+// Sends and acknowledgements are committed before they return: durable
+// against a crash of any process. (The store runs WAL with
+// synchronous=NORMAL: a power loss may undo the last transactions.)
+//
+// # Waiting
+//
+// A receiver or subscriber with nothing to read does not poll the
+// database. It sleeps until the first of: the bell file of its queue or
+// channel (ipc/q-NAME.bell, ipc/c-NAME.bell in the state directory, rung
+// by every send, publish, nack and redrive through its modification time)
+// changes — inotify on Linux, one stat every 20 ms elsewhere; the earliest
+// moment a message of the queue becomes visible again (visibility timeout,
+// retry delay); a safety re-check every second; its wait or ctx ending.
+package local
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/netops-dev/netops/internal/fsutil"
+	"github.com/netops-dev/netops/internal/ipc"
+	"github.com/netops-dev/netops/internal/store"
+)
+
+// BellDir is the directory of bell files inside the state directory.
+const BellDir = "ipc"
+
+const (
+	// recheck bounds every wait: a safety net for a missed ring.
+	recheck = time.Second
+	// bellPoll is how often a waiter stats its bell where inotify is not
+	// available.
+	bellPoll = 20 * time.Millisecond
+	// cleanupTimeout bounds settling deliveries after ctx ended.
+	cleanupTimeout = 10 * time.Second
+)
+
+// Backend is the local ipc backend. It is safe for concurrent use; other
+// processes may use the same state directory at the same time.
+type Backend struct {
+	st  *store.Store
+	dir string // bell files
+}
+
+var _ ipc.Backend = (*Backend)(nil)
+
+// New returns a Backend keeping its state in st and bell files in
+// dir/BellDir; dir is the state directory st lives in. The Backend does not
+// own st: close st after the Backend.
+func New(st *store.Store, dir string) *Backend {
+	return &Backend{st: st, dir: filepath.Join(dir, BellDir)}
+}
+
+// Close implements ipc.Backend. It does not close the store.
+func (b *Backend) Close() error { return nil }
+
+// dbError wraps an error from the state database for op. When ctx is done
+// the failure is its doing, so the error names ctx's error and matches it.
+func dbError(ctx context.Context, op string, err error) error {
+	for _, e := range []error{ipc.ErrInvalid, ipc.ErrNotFound, ipc.ErrExists, ipc.ErrFull, ipc.ErrTooLarge, ipc.ErrLost} {
+		if errors.Is(err, e) {
+			return err
+		}
+	}
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%s: %w", op, cerr)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// notFoundError reads as its message alone and matches ipc.ErrNotFound.
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string { return e.msg }
+func (e *notFoundError) Unwrap() error { return ipc.ErrNotFound }
+
+func notFound(what, name string) error {
+	return &notFoundError{fmt.Sprintf("unknown %s %q: create it with 'netops ipc queue create %s' or declare it in the config file", what, name, name)}
+}
+
+// queueRow is a row of ipc_queues.
+type queueRow struct {
+	id  int64
+	cfg ipc.QueueConfig
+	created,
+	depth int64
+	sent, acked, dropped uint64
+}
+
+func getQueue(ctx context.Context, tx *sql.Tx, name string) (queueRow, error) {
+	var q queueRow
+	var overflow string
+	var vis int64
+	err := tx.QueryRowContext(ctx, `SELECT id, max_size, overflow, max_deliveries, visibility_ns, created_ns, depth, sent, acked, dropped
+		FROM ipc_queues WHERE name = ?`, name).Scan(&q.id, &q.cfg.MaxSize, &overflow, &q.cfg.MaxDeliveries, &vis, &q.created, &q.depth, &q.sent, &q.acked, &q.dropped)
+	if errors.Is(err, sql.ErrNoRows) {
+		return q, notFound("queue", name)
+	}
+	if err != nil {
+		return q, err
+	}
+	q.cfg.Name = name
+	q.cfg.Overflow = ipc.Overflow(overflow)
+	q.cfg.Visibility = time.Duration(vis)
+	return q, nil
+}
+
+func checkQueueConfig(cfg ipc.QueueConfig) (ipc.QueueConfig, error) {
+	cfg = cfg.WithDefaults()
+	return cfg, cfg.Validate()
+}
+
+// CreateQueue implements ipc.Backend.
+func (b *Backend) CreateQueue(ctx context.Context, cfg ipc.QueueConfig) error {
+	cfg, err := checkQueueConfig(cfg)
+	if err != nil {
+		return err
+	}
+	err = b.st.Update(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM ipc_queues WHERE name = ?`, cfg.Name).Scan(&one)
+		if err == nil {
+			return fmt.Errorf("%w: queue %q (see 'netops ipc queue list')", ipc.ErrExists, cfg.Name)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO ipc_queues (name, max_size, overflow, max_deliveries, visibility_ns, created_ns)
+			VALUES (?, ?, ?, ?, ?, ?)`, cfg.Name, cfg.MaxSize, string(cfg.Overflow), cfg.MaxDeliveries, int64(cfg.Visibility), time.Now().UnixNano())
+		return err
+	})
+	if err != nil {
+		return dbError(ctx, "create queue "+cfg.Name, err)
+	}
+	return nil
+}
+
+// EnsureQueue implements ipc.Backend.
+func (b *Backend) EnsureQueue(ctx context.Context, cfg ipc.QueueConfig) error {
+	cfg, err := checkQueueConfig(cfg)
+	if err != nil {
+		return err
+	}
+	// A read first: the common case (the queue exists as configured)
+	// takes no write lock.
+	same := false
+	err = b.st.View(ctx, func(tx *sql.Tx) error {
+		q, err := getQueue(ctx, tx, cfg.Name)
+		if err == nil {
+			same = q.cfg == cfg
+			return nil
+		}
+		if errors.Is(err, ipc.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return dbError(ctx, "queue "+cfg.Name, err)
+	}
+	if same {
+		return nil
+	}
+	err = b.st.Update(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO ipc_queues (name, max_size, overflow, max_deliveries, visibility_ns, created_ns)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET max_size = excluded.max_size, overflow = excluded.overflow,
+				max_deliveries = excluded.max_deliveries, visibility_ns = excluded.visibility_ns`,
+			cfg.Name, cfg.MaxSize, string(cfg.Overflow), cfg.MaxDeliveries, int64(cfg.Visibility), time.Now().UnixNano())
+		return err
+	})
+	if err != nil {
+		return dbError(ctx, "queue "+cfg.Name, err)
+	}
+	return nil
+}
+
+// DeleteQueue implements ipc.Backend.
+func (b *Backend) DeleteQueue(ctx context.Context, name string) error {
+	if err := ipc.ValidateName("queue", name); err != nil {
+		return err
+	}
+	err := b.st.Update(ctx, func(tx *sql.Tx) error {
+		q, err := getQueue(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM ipc_messages WHERE qid = ?`, q.id); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM ipc_queues WHERE id = ?`, q.id)
+		return err
+	})
+	if err != nil {
+		return dbError(ctx, "delete queue "+name, err)
+	}
+	b.ring("q", name) // receivers waiting on it see it gone
+	return nil
+}
+
+// PurgeQueue implements ipc.Backend.
+func (b *Backend) PurgeQueue(ctx context.Context, name string) (int, error) {
+	if err := ipc.ValidateName("queue", name); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := b.st.Update(ctx, func(tx *sql.Tx) error {
+		q, err := getQueue(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM ipc_messages WHERE qid = ? AND dead = 0`, q.id)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE ipc_queues SET depth = 0 WHERE id = ?`, q.id)
+		return err
+	})
+	if err != nil {
+		return 0, dbError(ctx, "purge queue "+name, err)
+	}
+	return int(n), nil
+}
+
+// Queues implements ipc.Backend.
+func (b *Backend) Queues(ctx context.Context) ([]ipc.QueueConfig, error) {
+	var out []ipc.QueueConfig
+	err := b.st.View(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		rows, err := tx.QueryContext(ctx, `SELECT name, max_size, overflow, max_deliveries, visibility_ns FROM ipc_queues ORDER BY name`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c ipc.QueueConfig
+			var overflow string
+			var vis int64
+			if err := rows.Scan(&c.Name, &c.MaxSize, &overflow, &c.MaxDeliveries, &vis); err != nil {
+				return err
+			}
+			c.Overflow, c.Visibility = ipc.Overflow(overflow), time.Duration(vis)
+			out = append(out, c)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, dbError(ctx, "list queues", err)
+	}
+	return out, nil
+}
+
+// QueueStats implements ipc.Backend.
+func (b *Backend) QueueStats(ctx context.Context, name string) (ipc.QueueStats, error) {
+	if err := ipc.ValidateName("queue", name); err != nil {
+		return ipc.QueueStats{}, err
+	}
+	var s ipc.QueueStats
+	err := b.st.View(ctx, func(tx *sql.Tx) error {
+		q, err := getQueue(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UnixNano()
+		s = ipc.QueueStats{QueueConfig: q.cfg, Created: time.Unix(0, q.created), ByPriority: map[ipc.Priority]int{},
+			Sent: q.sent, Acked: q.acked, Dropped: q.dropped}
+		for _, p := range ipc.Priorities() {
+			s.ByPriority[p] = 0
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT priority, receipt != 0 AND visible_ns > ?, count(*), min(sent_ns)
+			FROM ipc_messages WHERE qid = ? AND dead = 0 GROUP BY 1, 2`, now, q.id)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var oldest int64
+		for rows.Next() {
+			var prio, n int
+			var inflight bool
+			var minSent int64
+			if err := rows.Scan(&prio, &inflight, &n, &minSent); err != nil {
+				return err
+			}
+			if inflight {
+				s.InFlight += n
+			} else {
+				s.Ready += n
+				s.ByPriority[ipc.PriorityOfRank(prio)] += n
+			}
+			if oldest == 0 || minSent < oldest {
+				oldest = minSent
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if oldest != 0 {
+			s.Oldest = time.Unix(0, oldest)
+		}
+		return tx.QueryRowContext(ctx, `SELECT count(*) FROM ipc_messages WHERE qid = ? AND dead = 1`, q.id).Scan(&s.Dead)
+	})
+	if err != nil {
+		return ipc.QueueStats{}, dbError(ctx, "queue "+name, err)
+	}
+	return s, nil
+}
+
+func encodeHeaders(h map[string]string) (any, error) {
+	if len(h) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+func decodeHeaders(s sql.NullString) map[string]string {
+	if !s.Valid || s.String == "" {
+		return nil
+	}
+	var h map[string]string
+	if json.Unmarshal([]byte(s.String), &h) != nil {
+		return map[string]string{"_corrupt_headers": s.String}
+	}
+	return h
+}
+
+func validateAll(msgs []ipc.Outgoing) error {
+	for i, m := range msgs {
+		if err := ipc.ValidateOutgoing(m); err != nil {
+			if len(msgs) > 1 {
+				return fmt.Errorf("message %d: %w", i+1, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func rank(p ipc.Priority) int {
+	if p == "" {
+		return ipc.Normal.Rank()
+	}
+	return p.Rank()
+}
+
+// Send implements ipc.Backend.
+func (b *Backend) Send(ctx context.Context, queue string, msgs []ipc.Outgoing) (ipc.SendResult, error) {
+	if err := ipc.ValidateName("queue", queue); err != nil {
+		return ipc.SendResult{}, err
+	}
+	if err := validateAll(msgs); err != nil {
+		return ipc.SendResult{}, err
+	}
+	var res ipc.SendResult
+	var full error
+	err := b.st.Update(ctx, func(tx *sql.Tx) error {
+		res, full = ipc.SendResult{}, nil
+		q, err := getQueue(ctx, tx, queue)
+		if err != nil {
+			return err
+		}
+		n := len(msgs)
+		if q.cfg.Overflow == ipc.Reject && q.depth+int64(n) > int64(q.cfg.MaxSize) {
+			n = max(int(int64(q.cfg.MaxSize)-q.depth), 0)
+			full = fmt.Errorf("%w: queue %q holds %d messages, its maximum (overflow policy reject); %d of %d messages sent",
+				ipc.ErrFull, queue, q.cfg.MaxSize, n, len(msgs))
+		}
+		if n == 0 {
+			return nil
+		}
+		now := time.Now()
+		stored, err := insertMessages(ctx, tx, q.id, msgs[:n], now)
+		if err != nil {
+			return err
+		}
+		for i, id := range stored {
+			m := msgs[i]
+			res.Messages = append(res.Messages, ipc.Message{ID: strconv.FormatInt(id, 10), Seq: uint64(id), Queue: queue,
+				Priority: ipc.PriorityOfRank(rank(m.Priority)), Sender: m.Sender, Headers: m.Headers, Time: now})
+		}
+		dropped, err := bound(ctx, tx, q, int64(n))
+		if err != nil {
+			return err
+		}
+		res.Dropped = int(dropped)
+		_, err = tx.ExecContext(ctx, `UPDATE ipc_queues SET depth = depth + ? - ?, sent = sent + ?, dropped = dropped + ? WHERE id = ?`,
+			n, dropped, n, dropped, q.id)
+		return err
+	})
+	if err != nil {
+		return ipc.SendResult{}, dbError(ctx, "send to queue "+queue, err)
+	}
+	if len(res.Messages) > 0 {
+		b.ring("q", queue)
+	}
+	return res, full
+}
+
+// insertRows is how many rows one INSERT statement carries: multi-row
+// statements save most of the per-statement cost of the driver.
+const insertRows = 100
+
+// reserveIDs takes n message ids from ipc_seq and returns the first.
+func reserveIDs(ctx context.Context, tx *sql.Tx, n int) (int64, error) {
+	var last int64
+	if err := tx.QueryRowContext(ctx, `UPDATE ipc_seq SET last = last + ? RETURNING last`, n).Scan(&last); err != nil {
+		return 0, err
+	}
+	return last - int64(n) + 1, nil
+}
+
+// insertMessages inserts msgs into queue qid and returns their ids
+// (consecutive, from ipc_seq).
+func insertMessages(ctx context.Context, tx *sql.Tx, qid int64, msgs []ipc.Outgoing, now time.Time) ([]int64, error) {
+	return insertRowsAt(ctx, tx, qid, msgs, now.UnixNano(), nil)
+}
+
+// insertRowsAt inserts msgs into queue qid with new ids; sentNs gives each
+// message's send time when not nil (redrive), else all get ns.
+func insertRowsAt(ctx context.Context, tx *sql.Tx, qid int64, msgs []ipc.Outgoing, ns int64, sentNs []int64) ([]int64, error) {
+	first, err := reserveIDs(ctx, tx, len(msgs))
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, 0, len(msgs))
+	type stmtKey struct {
+		rows    int
+		uniform bool
+	}
+	stmts := map[stmtKey]*sql.Stmt{}
+	defer func() {
+		for _, st := range stmts {
+			st.Close()
+		}
+	}()
+	args := make([]any, 0, 7*insertRows)
+	for i := 0; i < len(msgs); i += insertRows {
+		chunk := msgs[i:min(i+insertRows, len(msgs))]
+		// A uniform chunk (one priority and sender, no headers, one send
+		// time: `send --lines`) binds those once and only the bodies per
+		// row: binding dominates the cost of small messages.
+		uniform := sentNs == nil
+		for _, m := range chunk {
+			if rank(m.Priority) != rank(chunk[0].Priority) || m.Sender != chunk[0].Sender || len(m.Headers) > 0 {
+				uniform = false
+				break
+			}
+		}
+		key := stmtKey{len(chunk), uniform}
+		stmt := stmts[key]
+		if stmt == nil {
+			var b strings.Builder
+			b.WriteString("INSERT INTO ipc_messages (qid, dead, priority, id, sent_ns, sender, headers, body) VALUES ")
+			for j := range chunk {
+				if j > 0 {
+					b.WriteByte(',')
+				}
+				if uniform {
+					// ?1 qid, ?2 priority, ?3 first id, ?4 sent, ?5 sender.
+					fmt.Fprintf(&b, "(?1, 0, ?2, ?3 + %d, ?4, ?5, NULL, ?%d)", j, 6+j)
+				} else {
+					k := 1 + 7*j
+					fmt.Fprintf(&b, "(?%d, 0, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d)", k, k+1, k+2, k+3, k+4, k+5, k+6)
+				}
+			}
+			var err error
+			if stmt, err = tx.PrepareContext(ctx, b.String()); err != nil {
+				return nil, err
+			}
+			stmts[key] = stmt
+		}
+		args = args[:0]
+		if uniform {
+			args = append(args, qid, rank(chunk[0].Priority), first+int64(len(ids)), ns, chunk[0].Sender)
+		}
+		for j, m := range chunk {
+			body := m.Body
+			if body == nil {
+				body = []byte{}
+			}
+			id := first + int64(len(ids))
+			ids = append(ids, id)
+			if uniform {
+				args = append(args, body)
+				continue
+			}
+			h, err := encodeHeaders(m.Headers)
+			if err != nil {
+				return nil, err
+			}
+			sent := ns
+			if sentNs != nil {
+				sent = sentNs[i+j]
+			}
+			args = append(args, qid, rank(m.Priority), id, sent, m.Sender, h, body)
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+// bound applies drop-oldest after added rows were inserted into q (whose
+// depth is q.depth before them): it deletes the oldest live rows beyond
+// max_size and returns how many. The caller updates depth.
+func bound(ctx context.Context, tx *sql.Tx, q queueRow, added int64) (int64, error) {
+	excess := q.depth + added - int64(q.cfg.MaxSize)
+	if excess <= 0 || q.cfg.Overflow != ipc.DropOldest {
+		return 0, nil
+	}
+	// The excess smallest ids: the first excess of each priority (key
+	// order), merged; then each priority loses a prefix.
+	type key struct {
+		prio int
+		id   int64
+	}
+	var keys []key
+	for _, p := range ipc.Priorities() {
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM ipc_messages WHERE qid = ? AND dead = 0 AND priority = ? ORDER BY id LIMIT ?`,
+			q.id, p.Rank(), excess)
+		if err != nil {
+			return 0, err
+		}
+		for rows.Next() {
+			k := key{prio: p.Rank()}
+			if err := rows.Scan(&k.id); err != nil {
+				rows.Close()
+				return 0, err
+			}
+			keys = append(keys, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, err
+		}
+	}
+	slices.SortFunc(keys, func(a, b key) int { return cmp.Compare(a.id, b.id) })
+	keys = keys[:min(int64(len(keys)), excess)]
+	cutoff := map[int]int64{}
+	for _, k := range keys {
+		cutoff[k.prio] = max(cutoff[k.prio], k.id)
+	}
+	for prio, upTo := range cutoff {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM ipc_messages WHERE qid = ? AND dead = 0 AND priority = ? AND id <= ?`, q.id, prio, upTo); err != nil {
+			return 0, err
+		}
+	}
+	return int64(len(keys)), nil
+}
+
+// delivery is a local ipc.Delivery.
+type delivery struct {
+	b       *Backend
+	msg     ipc.Message
+	qid     int64
+	receipt int64
+	maxDel  int
+	vis     time.Duration
+}
+
+func (d *delivery) Message() *ipc.Message { return &d.msg }
+
+func (d *delivery) lost() error {
+	return fmt.Errorf("%w: message %s of queue %q was delivered again or dropped after its visibility timeout (%s)",
+		ipc.ErrLost, d.msg.ID, d.msg.Queue, d.vis)
+}
+
+// Ack implements ipc.Delivery.
+func (d *delivery) Ack(ctx context.Context) error {
+	return d.b.AckAll(ctx, []ipc.Delivery{d})
+}
+
+// Nack implements ipc.Delivery.
+func (d *delivery) Nack(ctx context.Context, delay time.Duration, reason string) (bool, error) {
+	dead := d.msg.Deliveries >= d.maxDel
+	if delay < 0 {
+		delay = 0
+	}
+	if dead {
+		if reason == "" {
+			reason = "nacked"
+		}
+		reason = fmt.Sprintf("%s (after %d deliveries)", reason, d.msg.Deliveries)
+	}
+	err := d.b.st.Update(ctx, func(tx *sql.Tx) error {
+		var res sql.Result
+		var err error
+		if dead {
+			res, err = tx.ExecContext(ctx, `UPDATE ipc_messages SET dead = 1, receipt = 0, visible_ns = 0, reason = ?
+				WHERE qid = ? AND dead = 0 AND priority = ? AND id = ? AND receipt = ?`, reason, d.qid, d.msg.Priority.Rank(), d.msg.Seq, d.receipt)
+		} else {
+			res, err = tx.ExecContext(ctx, `UPDATE ipc_messages SET receipt = 0, visible_ns = ?, reason = ?
+				WHERE qid = ? AND dead = 0 AND priority = ? AND id = ? AND receipt = ?`,
+				time.Now().Add(delay).UnixNano(), nullString(reason), d.qid, d.msg.Priority.Rank(), d.msg.Seq, d.receipt)
+		}
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			if err != nil {
+				return err
+			}
+			return d.lost()
+		}
+		if dead {
+			_, err = tx.ExecContext(ctx, `UPDATE ipc_queues SET depth = depth - 1 WHERE id = ?`, d.qid)
+		}
+		return err
+	})
+	if err != nil {
+		return false, dbError(ctx, "nack message "+d.msg.ID+" of queue "+d.msg.Queue, err)
+	}
+	d.b.ring("q", d.msg.Queue)
+	return dead, nil
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// Extend implements ipc.Delivery.
+func (d *delivery) Extend(ctx context.Context) error {
+	err := d.b.st.Update(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE ipc_messages SET visible_ns = ? WHERE qid = ? AND dead = 0 AND priority = ? AND id = ? AND receipt = ?`,
+			time.Now().Add(d.vis).UnixNano(), d.qid, d.msg.Priority.Rank(), d.msg.Seq, d.receipt)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			if err != nil {
+				return err
+			}
+			return d.lost()
+		}
+		return nil
+	})
+	if err != nil {
+		return dbError(ctx, "extend message "+d.msg.ID+" of queue "+d.msg.Queue, err)
+	}
+	return nil
+}
+
+// AckAll implements ipc.Backend. Deliveries that were lost are reported
+// together (ErrLost); the others are acknowledged.
+func (b *Backend) AckAll(ctx context.Context, ds []ipc.Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	own := make([]*delivery, 0, len(ds))
+	for _, d := range ds {
+		ld, ok := d.(*delivery)
+		if !ok || ld.b != b {
+			return fmt.Errorf("%w: delivery of another backend", ipc.ErrInvalid)
+		}
+		own = append(own, ld)
+	}
+	// One DELETE per receipt (a Receive call) and priority: the rows it
+	// does not return were delivered again or dropped meanwhile.
+	type gkey struct {
+		receipt int64
+		prio    int
+	}
+	type group struct {
+		qid int64
+		ds  []*delivery
+	}
+	groups := map[gkey]*group{}
+	var order []gkey
+	for _, d := range own {
+		k := gkey{d.receipt, d.msg.Priority.Rank()}
+		g := groups[k]
+		if g == nil {
+			g = &group{qid: d.qid}
+			groups[k] = g
+			order = append(order, k)
+		}
+		g.ds = append(g.ds, d)
+	}
+	var lost []string // ids of the groups that lost some
+	lostN := 0
+	err := b.st.Update(ctx, func(tx *sql.Tx) error {
+		lost, lostN = lost[:0], 0
+		acked := map[int64]int{}
+		for _, k := range order {
+			g := groups[k]
+			// The receipt is unique to one Receive: its rows in the id
+			// range of the group are exactly the group (a range scan).
+			lo, hi := int64(g.ds[0].msg.Seq), int64(g.ds[0].msg.Seq)
+			for _, d := range g.ds {
+				lo, hi = min(lo, int64(d.msg.Seq)), max(hi, int64(d.msg.Seq))
+			}
+			res, err := tx.ExecContext(ctx, `DELETE FROM ipc_messages WHERE qid = ? AND dead = 0 AND priority = ?
+				AND id BETWEEN ? AND ? AND receipt = ?`,
+				g.qid, k.prio, lo, hi, k.receipt)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			if int(n) < len(g.ds) {
+				// Which ones is not known (they are gone); name them all
+				// when few.
+				lostN += len(g.ds) - int(n)
+				for _, d := range g.ds {
+					lost = append(lost, d.msg.ID)
+				}
+			}
+			acked[g.qid] += int(n)
+		}
+		for qid, n := range acked {
+			if n == 0 {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE ipc_queues SET depth = depth - ?, acked = acked + ? WHERE id = ?`, n, n, qid); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return dbError(ctx, "acknowledge", err)
+	}
+	switch {
+	case lostN > 0 && len(own) == 1:
+		return own[0].lost()
+	case lostN > 0 && len(lost) <= 10:
+		return fmt.Errorf("%w: %d of %d messages (among %s) were delivered again or dropped after their visibility timeout",
+			ipc.ErrLost, lostN, len(own), strings.Join(lost, ", "))
+	case lostN > 0:
+		return fmt.Errorf("%w: %d of %d messages were delivered again or dropped after their visibility timeout",
+			ipc.ErrLost, lostN, len(own))
+	}
+	return nil
+}
+
+func newReceipt() int64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	r := int64(binary.LittleEndian.Uint64(b[:]) >> 1)
+	if r == 0 {
+		r = 1
+	}
+	return r
+}
+
+// Receive implements ipc.Backend.
+func (b *Backend) Receive(ctx context.Context, queue string, opts ipc.ReceiveOptions) ([]ipc.Delivery, error) {
+	if err := ipc.ValidateName("queue", queue); err != nil {
+		return nil, err
+	}
+	if opts.Max <= 0 {
+		opts.Max = 1
+	}
+	if opts.Wait < 0 && opts.Wait != ipc.WaitForever {
+		return nil, fmt.Errorf("%w: negative wait", ipc.ErrInvalid)
+	}
+	var deadline <-chan time.Time
+	if opts.Wait > 0 {
+		t := time.NewTimer(opts.Wait)
+		defer t.Stop()
+		deadline = t.C
+	}
+	bell := b.bellPath("q", queue)
+	for {
+		rung := fsutil.BellTime(bell)
+		ds, next, err := b.tryReceive(ctx, queue, opts.Max)
+		if err != nil || len(ds) > 0 || opts.Wait == 0 {
+			return ds, err
+		}
+		select {
+		case <-deadline:
+			return nil, nil
+		default:
+		}
+		if !b.sleep(ctx, bell, rung, next, deadline) {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("receive from queue %s: %w", queue, err)
+			}
+			return nil, nil
+		}
+	}
+}
+
+// sleep waits for the bell at path to ring after rung, until next (unix ns,
+// 0 = none), recheck, or deadline. It returns false when deadline or ctx
+// ended the wait.
+func (b *Backend) sleep(ctx context.Context, bell string, rung time.Time, next int64, deadline <-chan time.Time) bool {
+	d := recheck
+	if next > 0 {
+		d = min(d, max(time.Until(time.Unix(0, next)), time.Millisecond))
+	}
+	_ = os.MkdirAll(b.dir, 0o700) // the watch needs the file, the file its directory
+	rang, stop := fsutil.WatchBell(bell, rung)
+	defer stop()
+	var poll <-chan time.Time
+	if rang == nil {
+		tk := time.NewTicker(bellPoll)
+		defer tk.Stop()
+		poll = tk.C
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline:
+			return false
+		case <-rang:
+			return true
+		case <-t.C:
+			return true
+		case <-poll:
+			if !fsutil.BellTime(bell).Equal(rung) {
+				return true
+			}
+		}
+	}
+}
+
+// tryReceive delivers up to max messages of queue; when there is none it
+// returns the earliest time (unix ns) one becomes visible, 0 if none.
+//
+// One UPDATE ... RETURNING picks and marks the first max visible rows in
+// (priority DESC, id) order. A row whose visibility passed after its last
+// allowed delivery comes back with deliveries > max_deliveries: it is
+// marked dead instead (its count restored) and not delivered.
+func (b *Backend) tryReceive(ctx context.Context, queue string, maxN int) ([]ipc.Delivery, int64, error) {
+	var out []ipc.Delivery
+	var next int64
+	err := b.st.Update(ctx, func(tx *sql.Tx) error {
+		out, next = nil, 0
+		q, err := getQueue(ctx, tx, queue)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UnixNano()
+		receipt := newReceipt()
+		// The first maxN visible rows in key order, as one id range per
+		// priority (the row is the key's leaf: reading visible_ns costs no
+		// extra lookup; SQLite scans, Go gets at most 3 rows).
+		krows, err := tx.QueryContext(ctx, `SELECT priority, min(id), max(id) FROM
+			(SELECT priority, id FROM ipc_messages WHERE qid = ? AND dead = 0 AND visible_ns <= ? ORDER BY priority DESC, id LIMIT ?)
+			GROUP BY priority`, q.id, now, maxN)
+		if err != nil {
+			return err
+		}
+		type span struct{ lo, hi int64 }
+		byPrio := map[int]span{}
+		for krows.Next() {
+			var prio int
+			var sp span
+			if err := krows.Scan(&prio, &sp.lo, &sp.hi); err != nil {
+				krows.Close()
+				return err
+			}
+			byPrio[prio] = sp
+		}
+		krows.Close()
+		if err := krows.Err(); err != nil {
+			return err
+		}
+		var expired []int64
+		var expiredPrio []int
+		for _, p := range ipc.Priorities() {
+			sp, ok := byPrio[p.Rank()]
+			if !ok {
+				continue
+			}
+			// Within a priority the picked rows are all the visible rows
+			// between the first and the last picked: a range, not seeks.
+			if _, err := tx.ExecContext(ctx, `UPDATE ipc_messages SET deliveries = deliveries + 1, receipt = ?, visible_ns = ?
+				WHERE qid = ? AND dead = 0 AND priority = ? AND id BETWEEN ? AND ? AND visible_ns <= ?`,
+				receipt, now+int64(q.cfg.Visibility), q.id, p.Rank(), sp.lo, sp.hi, now); err != nil {
+				return err
+			}
+			rows, err := tx.QueryContext(ctx, `SELECT id, priority, deliveries, sent_ns, sender, headers, body FROM ipc_messages
+				WHERE qid = ? AND dead = 0 AND priority = ? AND id BETWEEN ? AND ? AND receipt = ?`,
+				q.id, p.Rank(), sp.lo, sp.hi, receipt)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				d := &delivery{b: b, qid: q.id, receipt: receipt, maxDel: q.cfg.MaxDeliveries, vis: q.cfg.Visibility}
+				var id, sent int64
+				var prio int
+				var headers sql.NullString
+				if err := rows.Scan(&id, &prio, &d.msg.Deliveries, &sent, &d.msg.Sender, &headers, &d.msg.Body); err != nil {
+					rows.Close()
+					return err
+				}
+				if d.msg.Deliveries > q.cfg.MaxDeliveries {
+					expired = append(expired, id)
+					expiredPrio = append(expiredPrio, prio)
+					continue
+				}
+				d.msg.ID, d.msg.Seq, d.msg.Queue = strconv.FormatInt(id, 10), uint64(id), queue
+				d.msg.Priority, d.msg.Time, d.msg.Headers = ipc.PriorityOfRank(prio), time.Unix(0, sent), decodeHeaders(headers)
+				out = append(out, d)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		// RETURNING gives no order: deliver in queue order.
+		slices.SortFunc(out, func(x, y ipc.Delivery) int {
+			a, b := x.Message(), y.Message()
+			if a.Priority != b.Priority {
+				return b.Priority.Rank() - a.Priority.Rank()
+			}
+			return cmp.Compare(a.Seq, b.Seq)
+		})
+		if len(expired) > 0 {
+			reason := fmt.Sprintf("visibility timeout (%s) passed after delivery %d of %d", q.cfg.Visibility, q.cfg.MaxDeliveries, q.cfg.MaxDeliveries)
+			for i, id := range expired {
+				if _, err := tx.ExecContext(ctx, `UPDATE ipc_messages SET dead = 1, receipt = 0, visible_ns = 0, deliveries = deliveries - 1, reason = ?
+					WHERE qid = ? AND dead = 0 AND priority = ? AND id = ?`, reason, q.id, expiredPrio[i], id); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE ipc_queues SET depth = depth - ? WHERE id = ?`, len(expired), q.id); err != nil {
+				return err
+			}
+		}
+		if len(out) == 0 {
+			// When to look again: the earliest retry delay or visibility
+			// timeout of the queue.
+			var n sql.NullInt64
+			if err := tx.QueryRowContext(ctx, `SELECT min(visible_ns) FROM ipc_messages WHERE qid = ? AND dead = 0 AND visible_ns > ?`,
+				q.id, now).Scan(&n); err != nil {
+				return err
+			}
+			next = n.Int64
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, dbError(ctx, "receive from queue "+queue, err)
+	}
+	return out, next, nil
+}
+
+func scanMessages(rows *sql.Rows, queue string) ([]ipc.Message, error) {
+	defer rows.Close()
+	var out []ipc.Message
+	for rows.Next() {
+		var m ipc.Message
+		var id, sent int64
+		var prio int
+		var headers, reason sql.NullString
+		if err := rows.Scan(&id, &prio, &m.Deliveries, &sent, &m.Sender, &headers, &m.Body, &reason); err != nil {
+			return nil, err
+		}
+		m.ID, m.Seq, m.Queue = strconv.FormatInt(id, 10), uint64(id), queue
+		m.Priority, m.Time, m.Headers, m.Reason = ipc.PriorityOfRank(prio), time.Unix(0, sent), decodeHeaders(headers), reason.String
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Peek implements ipc.Backend: the messages not in flight, in delivery
+// order (including those waiting for a retry delay).
+func (b *Backend) Peek(ctx context.Context, queue string, limit int) ([]ipc.Message, error) {
+	return b.list(ctx, "peek queue", queue, limit, `SELECT id, priority, deliveries, sent_ns, sender, headers, body, reason FROM ipc_messages
+		WHERE qid = ? AND dead = 0 AND (receipt = 0 OR visible_ns <= ?) ORDER BY priority DESC, id LIMIT ?`)
+}
+
+// DeadLetters implements ipc.Backend.
+func (b *Backend) DeadLetters(ctx context.Context, queue string, limit int) ([]ipc.Message, error) {
+	return b.list(ctx, "dead letters of queue", queue, limit, `SELECT id, priority, deliveries, sent_ns, sender, headers, body, reason FROM ipc_messages
+		WHERE qid = ? AND dead = 1 AND ? > 0 ORDER BY id LIMIT ?`)
+}
+
+func (b *Backend) list(ctx context.Context, op, queue string, limit int, query string) ([]ipc.Message, error) {
+	if err := ipc.ValidateName("queue", queue); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	var out []ipc.Message
+	err := b.st.View(ctx, func(tx *sql.Tx) error {
+		q, err := getQueue(ctx, tx, queue)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, query, q.id, time.Now().UnixNano(), limit)
+		if err != nil {
+			return err
+		}
+		out, err = scanMessages(rows, queue)
+		return err
+	})
+	if err != nil {
+		return nil, dbError(ctx, op+" "+queue, err)
+	}
+	return out, nil
+}
+
+// Redrive implements ipc.Backend: dead letters go back at the end of the
+// queue (new Seq), keeping their send time, sender, headers and priority.
+func (b *Backend) Redrive(ctx context.Context, queue string, limit int) (int, error) {
+	if err := ipc.ValidateName("queue", queue); err != nil {
+		return 0, err
+	}
+	if limit <= 0 {
+		limit = -1
+	}
+	var n int
+	var full error
+	err := b.st.Update(ctx, func(tx *sql.Tx) error {
+		n, full = 0, nil
+		limit := limit // this attempt's (Update may retry fn)
+		q, err := getQueue(ctx, tx, queue)
+		if err != nil {
+			return err
+		}
+		if q.cfg.Overflow == ipc.Reject {
+			room := int(int64(q.cfg.MaxSize) - q.depth)
+			if room <= 0 {
+				return fmt.Errorf("%w: queue %q holds %d messages, its maximum (overflow policy reject); no dead letter moved", ipc.ErrFull, queue, q.cfg.MaxSize)
+			}
+			if limit < 0 || limit > room {
+				var dead int
+				if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM ipc_messages WHERE qid = ? AND dead = 1`, q.id).Scan(&dead); err != nil {
+					return err
+				}
+				want := dead
+				if limit > 0 {
+					want = min(limit, dead)
+				}
+				if want > room {
+					full = fmt.Errorf("%w: queue %q has room for %d messages (overflow policy reject); %d of %d dead letters moved", ipc.ErrFull, queue, room, room, want)
+					limit = room
+				}
+			}
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT priority, id, sent_ns, sender, headers, body FROM ipc_messages
+			WHERE qid = ? AND dead = 1 ORDER BY id LIMIT ?`, q.id, limit)
+		if err != nil {
+			return err
+		}
+		var (
+			ids   []int64
+			prios []int
+			sent  []int64
+			msgs  []ipc.Outgoing
+		)
+		for rows.Next() {
+			var prio int
+			var id, ns int64
+			var m ipc.Outgoing
+			var headers sql.NullString
+			if err := rows.Scan(&prio, &id, &ns, &m.Sender, &headers, &m.Body); err != nil {
+				rows.Close()
+				return err
+			}
+			m.Priority, m.Headers = ipc.PriorityOfRank(prio), decodeHeaders(headers)
+			ids, prios, sent, msgs = append(ids, id), append(prios, prio), append(sent, ns), append(msgs, m)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		if _, err := insertRowsAt(ctx, tx, q.id, msgs, 0, sent); err != nil {
+			return err
+		}
+		for i, id := range ids {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM ipc_messages WHERE qid = ? AND dead = 1 AND priority = ? AND id = ?`, q.id, prios[i], id); err != nil {
+				return err
+			}
+		}
+		n = len(ids)
+		dropped, err := bound(ctx, tx, q, int64(n))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE ipc_queues SET depth = depth + ? - ?, dropped = dropped + ? WHERE id = ?`, n, dropped, dropped, q.id)
+		return err
+	})
+	if err != nil {
+		return 0, dbError(ctx, "redrive queue "+queue, err)
+	}
+	if n > 0 {
+		b.ring("q", queue)
+	}
+	return n, full
+}
+
+// bellPath is the bell file of a queue (kind "q") or channel ("c").
+func (b *Backend) bellPath(kind, name string) string {
+	return filepath.Join(b.dir, kind+"-"+name+".bell")
+}
+
+// ring rings a bell. It is best effort: a waiter that misses it looks again
+// within recheck.
+func (b *Backend) ring(kind, name string) {
+	fsutil.Ring(b.bellPath(kind, name))
+}

@@ -1,0 +1,179 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/netops-dev/netops/internal/config"
+	"github.com/netops-dev/netops/internal/sshconn"
+)
+
+// NewDialer returns a Dialer for local paths, SFTP (over sshconn with ssh
+// as the base options; a password in the URL is added) and HTTP(S) (with
+// client, NewHTTPClient(DefaultHTTPIdle) when nil).
+func NewDialer(ssh sshconn.Options, client *http.Client, userAgent string) Dialer {
+	if client == nil {
+		client = NewHTTPClient(DefaultHTTPIdle)
+	}
+	return func(ctx context.Context, e config.Endpoint) (FS, error) {
+		switch e.Kind {
+		case config.EndpointLocal:
+			return Local{}, nil
+		case config.EndpointHTTP:
+			return NewHTTP(client, userAgent), nil
+		case config.EndpointSFTP:
+			o := ssh
+			if e.Password != "" {
+				o.Password = e.Password
+			}
+			return DialSFTP(ctx, sshconn.Target{User: e.User, Host: e.Host, Port: e.Port}, o)
+		}
+		return nil, fmt.Errorf("unsupported endpoint kind %q", e.Kind)
+	}
+}
+
+// DialSFTP connects to t and opens a tuned SFTP session. The returned FS
+// verifies files with `sha256sum` run over SSH exec while the server allows
+// it, and falls back to reading back after the first refusal.
+func DialSFTP(ctx context.Context, t sshconn.Target, o sshconn.Options) (*SFTP, error) {
+	c, err := sshconn.Dial(ctx, t, o)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := c.SFTP(SFTPClientOptions()...)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	var noExec atomic.Bool
+	sum := func(ctx context.Context, p string) (string, error) {
+		if noExec.Load() {
+			return "", errors.ErrUnsupported
+		}
+		out, err := c.Run(ctx, []string{"sha256sum", "--", p})
+		if err != nil {
+			if sshconn.ExecUnavailable(err) {
+				noExec.Store(true)
+				return "", errors.ErrUnsupported
+			}
+			return "", fmt.Errorf("sha256sum %s: %w", p, err)
+		}
+		return parseSHA256Sum(string(out))
+	}
+	s := NewSFTP(sc, "sftp://"+c.String(), sum, c.Close)
+	s.batchSum = func(ctx context.Context, ps []string) ([]string, error) {
+		if noExec.Load() {
+			return nil, errors.ErrUnsupported
+		}
+		out, err := c.Run(ctx, append([]string{"sha256sum", "--"}, ps...))
+		if err != nil {
+			if sshconn.ExecUnavailable(err) {
+				noExec.Store(true)
+				return nil, errors.ErrUnsupported
+			}
+			return nil, fmt.Errorf("sha256sum of %d files: %w", len(ps), err)
+		}
+		return parseSHA256Lines(string(out), len(ps))
+	}
+	var noScript atomic.Bool
+	s.syncSum = func(ctx context.Context, syncs, sums []string) ([]string, error) {
+		if noScript.Load() || noExec.Load() {
+			return nil, errors.ErrUnsupported
+		}
+		// A constant script; the count and the paths are positional
+		// parameters, each quoted by sshconn.Run.
+		argv := append([]string{"sh", "-c", syncSumScript, "sh", strconv.Itoa(len(syncs))}, syncs...)
+		out, err := c.Run(ctx, append(argv, sums...))
+		var ee *sshconn.ExitError
+		if sshconn.ExecUnavailable(err) || (errors.As(err, &ee) && ee.Status == 90) {
+			// No exec, no sh, or a sync without -f (BSD, old busybox):
+			// the caller fsyncs file by file over SFTP.
+			noScript.Store(true)
+			return nil, errors.ErrUnsupported
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sync and sha256sum %d files: %w", len(sums), err)
+		}
+		if len(sums) == 0 {
+			return nil, nil
+		}
+		return parseSHA256Lines(string(out), len(sums))
+	}
+	var noRange atomic.Bool
+	s.rangeSum = func(ctx context.Context, p string, off, n, block int64) (string, error) {
+		if noRange.Load() || noExec.Load() || off%block != 0 {
+			return "", errors.ErrUnsupported
+		}
+		// A constant script; the path and numbers are positional
+		// parameters, each quoted by sshconn.Run: nothing from the data
+		// becomes shell syntax.
+		argv := []string{"sh", "-c", rangeScript, "sh", p,
+			strconv.FormatInt(block, 10), strconv.FormatInt(off/block, 10), strconv.FormatInt((n+block-1)/block, 10)}
+		out, err := c.Run(ctx, argv)
+		if err != nil {
+			if sshconn.ExecUnavailable(err) {
+				noRange.Store(true)
+				return "", errors.ErrUnsupported
+			}
+			return "", fmt.Errorf("hash a range of %s: %w", p, err)
+		}
+		return parseSHA256Sum(string(out))
+	}
+	return s, nil
+}
+
+// rangeScript hashes $4 blocks of $2 bytes of the file $1 from block $3. A
+// failing dd gives a wrong digest, never a false match: callers fall back to
+// the whole-file check on any mismatch.
+const rangeScript = `dd if="$1" bs="$2" skip="$3" count="$4" 2>/dev/null | sha256sum`
+
+// parseSHA256Sum takes the digest from sha256sum's output ("HEX  NAME";
+// a leading backslash marks an escaped name).
+func parseSHA256Sum(out string) (string, error) {
+	f := strings.Fields(out)
+	if len(f) == 0 {
+		return "", errors.New("sha256sum printed nothing")
+	}
+	d := strings.ToLower(strings.TrimPrefix(f[0], "\\"))
+	if len(d) != 64 || strings.Trim(d, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("unexpected sha256sum output %q", strings.TrimSpace(out))
+	}
+	return d, nil
+}
+
+// syncSumScript flushes the file systems of the first $1 paths (syncfs(2)
+// through `sync -f`; exit 90 when sync cannot) and then hashes the other
+// paths, one output line each, in order. One line: login shells that are
+// not POSIX (csh) reject a newline inside quotes.
+const syncSumScript = `n=$1; shift; while [ "$n" -gt 0 ]; do sync -f -- "$1" || exit 90; shift; n=$((n-1)); done; [ "$#" -eq 0 ] || exec sha256sum -- "$@"`
+
+// parseSHA256Lines takes n digests, one per line and in order, from the
+// output of `sha256sum -- f1 ... fn` that exited 0 (names with a newline
+// are escaped by sha256sum, so each file is one line).
+func parseSHA256Lines(out string, n int) ([]string, error) {
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != n {
+		return nil, fmt.Errorf("sha256sum printed %d lines for %d files", len(lines), n)
+	}
+	sums := make([]string, n)
+	for i, l := range lines {
+		d, err := parseSHA256Sum(l)
+		if err != nil {
+			return nil, err
+		}
+		sums[i] = d
+	}
+	return sums, nil
+}
+
+// Permanent reports the errors a retry cannot fix: authentication and host
+// key failures.
+func Permanent(err error) bool {
+	return errors.Is(err, sshconn.ErrAuth) || errors.Is(err, sshconn.ErrHostKeyChanged) ||
+		errors.Is(err, sshconn.ErrHostKeyUnknown)
+}

@@ -1,0 +1,478 @@
+package transfer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netops-dev/netops/internal/config"
+	"github.com/netops-dev/netops/internal/sshconn"
+	"github.com/netops-dev/netops/internal/sshconn/sshtest"
+	"github.com/netops-dev/netops/internal/testutil/cutproxy"
+)
+
+func sftpOpts(e *sshEnv) Options {
+	return Options{Verify: true, Retries: 3, Backoff: time.Millisecond, Dial: e.dialer(), MaxDelete: -1, Workers: 4}
+}
+
+func TestSFTPUploadDownloadTree(t *testing.T) {
+	remote := t.TempDir()
+	e := startSSH(t, sshtest.Config{Root: remote})
+	src := t.TempDir()
+	files := makeTree(t, src)
+	ctx := context.Background()
+
+	res, err := Run(ctx, loc(t, src), loc(t, e.url(remote+"/up")), sftpOpts(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Files != len(files) {
+		t.Errorf("uploaded %d files, want %d", res.Files, len(files))
+	}
+	for p, want := range files {
+		got := readFile(t, filepath.Join(remote, "up", p))
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs after upload", p)
+		}
+		fi, _ := os.Stat(filepath.Join(remote, "up", p))
+		if !fi.ModTime().Equal(mtime0) {
+			t.Errorf("%s: remote mtime %v, want %v", p, fi.ModTime(), mtime0)
+		}
+	}
+	fi, _ := os.Stat(filepath.Join(remote, "up", "sub/b.conf"))
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode not preserved: %v", fi.Mode().Perm())
+	}
+	// Large files are hashed on the server, small ones read back.
+	for _, r := range res.Receipts {
+		want := VerifiedReadBack
+		if r.Size >= remoteHashMin {
+			want = VerifiedRemote
+		}
+		if r.Op == OpCopy && r.Verified != want {
+			t.Errorf("%s (%d bytes) verified by %q, want %q", r.Path, r.Size, r.Verified, want)
+		}
+	}
+	// One sha256sum (big.bin); the small files' batch first tries its
+	// sync+sha256sum script, which this server (no sh) refuses, and then
+	// goes the single-file way.
+	sums, scripts := 0, 0
+	for _, c := range e.srv.Commands() {
+		switch {
+		case strings.HasPrefix(c, "sha256sum "):
+			sums++
+		case strings.HasPrefix(c, "sh -c "):
+			scripts++
+		default:
+			t.Errorf("unexpected command %q", c)
+		}
+	}
+	if sums != 1 || scripts > 1 {
+		t.Errorf("server ran %d sha256sum and %d batch scripts, want 1 sha256sum (big.bin) and at most one script: %q", sums, scripts, e.srv.Commands())
+	}
+	noTemps(t, remote)
+
+	// Download it back, through the ~/ form relative to the login dir.
+	back := t.TempDir()
+	res, err = Run(ctx, loc(t, e.url("/~/up")), loc(t, back+"/down"), sftpOpts(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range files {
+		if !bytes.Equal(readFile(t, filepath.Join(back, "down", p)), want) {
+			t.Errorf("%s differs after download", p)
+		}
+	}
+	if res.Files != len(files) {
+		t.Errorf("downloaded %d files", res.Files)
+	}
+	noTemps(t, back)
+}
+
+func TestSFTPScpStyleAndSingleFile(t *testing.T) {
+	remote := t.TempDir()
+	e := startSSH(t, sshtest.Config{Root: remote})
+	src := t.TempDir()
+	data := randBytes(3, 1<<20)
+	writeFile(t, filepath.Join(src, "one.bin"), data, 0o644, mtime0)
+	o := sftpOpts(e)
+	// user@host:path with the port coming from the options (scp style has no port).
+	o.Dial = func(ctx context.Context, ep config.Endpoint) (FS, error) {
+		if ep.Kind == config.EndpointSFTP {
+			ep.Port = e.srv.Port
+		}
+		return e.dialer()(ctx, ep)
+	}
+	if _, err := Run(context.Background(), loc(t, filepath.Join(src, "one.bin")), loc(t, "backup@127.0.0.1:one-copy.bin"), o); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readFile(t, filepath.Join(remote, "one-copy.bin")), data) {
+		t.Error("scp-style upload relative to the login dir differs")
+	}
+}
+
+func TestSFTPNoExecReadsBack(t *testing.T) {
+	remote := t.TempDir()
+	e := startSSH(t, sshtest.Config{Root: remote, NoExec: true})
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "f"), randBytes(4, remoteHashMin+1), 0o644, mtime0)
+	res, err := Run(context.Background(), loc(t, src), loc(t, e.url(remote)), sftpOpts(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Receipts) != 1 || res.Receipts[0].Verified != VerifiedReadBack {
+		t.Fatalf("receipts %+v, want one verified by read-back", res.Receipts)
+	}
+}
+
+func TestSFTPAuthAndHostKeyFailuresAreNotRetried(t *testing.T) {
+	remote := t.TempDir()
+	e := startSSH(t, sshtest.Config{Root: remote, Password: "right"})
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "f"), []byte("x"), 0o644, time.Time{})
+
+	// Wrong password, no key.
+	o := sftpOpts(e)
+	o.Retries = 5
+	bad := e.opts
+	bad.IdentityFiles = nil
+	bad.HomeDir = t.TempDir() // no default keys there
+	o.Dial = NewDialer(bad, nil, "t")
+	before := e.srv.Connections()
+	_, err := Run(context.Background(), loc(t, filepath.Join(src, "f")), loc(t, fmt.Sprintf("sftp://backup:wrong@127.0.0.1:%d%s/f", e.srv.Port, remote)), o)
+	if !errors.Is(err, sshconn.ErrAuth) {
+		t.Fatalf("wrong password: err = %v, want ErrAuth", err)
+	}
+	if n := e.srv.Connections() - before; n != 1 {
+		t.Errorf("wrong password: %d connections, want 1 (never retried)", n)
+	}
+	// Unknown host key under strict.
+	o = sftpOpts(e)
+	strict := e.opts
+	strict.KnownHostsFile = filepath.Join(t.TempDir(), "known_hosts")
+	o.Dial = NewDialer(strict, nil, "t")
+	_, err = Run(context.Background(), loc(t, filepath.Join(src, "f")), loc(t, e.url(remote+"/f")), o)
+	if !errors.Is(err, sshconn.ErrHostKeyUnknown) {
+		t.Fatalf("unknown host: err = %v, want ErrHostKeyUnknown", err)
+	}
+	if _, err := os.Stat(filepath.Join(remote, "f")); err == nil {
+		t.Error("file landed despite the failure")
+	}
+}
+
+// TestSFTPUploadResumesAfterCut cuts the connection in the middle of a
+// 32 MiB upload: the retry continues from what reached the server, and the
+// landed file has the right hash.
+func TestSFTPUploadResumesAfterCut(t *testing.T) {
+	remote := t.TempDir()
+	e := startSSH(t, sshtest.Config{Root: remote})
+	p := cutproxy.Start(t, e.srv.Addr)
+	e.opts.Fingerprint = e.srv.Fingerprint() // the proxy's port is not in known_hosts
+	src := t.TempDir()
+	size := 32 << 20
+	data := randBytes(5, size)
+	writeFile(t, filepath.Join(src, "big"), data, 0o644, mtime0)
+	p.CutUpstreamAfter(int64(size / 2))
+	o := sftpOpts(e)
+	res, err := Run(context.Background(), loc(t, filepath.Join(src, "big")), loc(t, e.urlVia(p.Port(), remote+"/big")), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Cuts() != 1 {
+		t.Fatalf("proxy cut %d connections, want 1", p.Cuts())
+	}
+	if got := readFile(t, filepath.Join(remote, "big")); sum(got) != sum(data) {
+		t.Fatal("landed file has the wrong hash")
+	}
+	r := res.Receipts[0]
+	t.Logf("receipt: %+v", r)
+	if r.Attempts != 2 || r.ResumedFrom <= 0 {
+		t.Fatalf("receipt %+v: want 2 attempts and a resume offset", r)
+	}
+	// Writes in flight when the connection died (at most one pipeline
+	// window) are sent again; everything before is kept.
+	window := int64(SFTPConcurrency * SFTPMaxPacket)
+	if r.ResumedFrom < int64(size/2)-2*window {
+		t.Errorf("resumed from %d after a cut at %d: lost more than the in-flight window (%d)", r.ResumedFrom, size/2, window)
+	}
+	if extra := r.BytesSent - int64(size); extra > 4*window {
+		t.Errorf("read %d bytes for a %d-byte file: %d more than once through", r.BytesSent, size, extra)
+	}
+	noTemps(t, remote)
+}
+
+// TestSFTPDownloadResumesAfterCut cuts a download half way.
+func TestSFTPDownloadResumesAfterCut(t *testing.T) {
+	remote := t.TempDir()
+	e := startSSH(t, sshtest.Config{Root: remote})
+	p := cutproxy.Start(t, e.srv.Addr)
+	e.opts.Fingerprint = e.srv.Fingerprint() // the proxy's port is not in known_hosts
+	size := 12 << 20
+	data := randBytes(6, size)
+	writeFile(t, filepath.Join(remote, "big"), data, 0o644, mtime0)
+	p.CutAfter(int64(size / 2))
+	dst := t.TempDir()
+	res, err := Run(context.Background(), loc(t, e.urlVia(p.Port(), remote+"/big")), loc(t, dst), sftpOpts(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Cuts() != 1 {
+		t.Fatalf("proxy cut %d connections, want 1", p.Cuts())
+	}
+	if got := readFile(t, filepath.Join(dst, "big")); sum(got) != sum(data) {
+		t.Fatal("landed file has the wrong hash")
+	}
+	r := res.Receipts[0]
+	t.Logf("receipt: %+v", r)
+	if r.Attempts != 2 || r.ResumedFrom <= 0 {
+		t.Fatalf("receipt %+v: want 2 attempts and a resume offset", r)
+	}
+	if r.BytesSent > int64(size)*110/100 {
+		t.Errorf("moved %d bytes for a %d-byte file", r.BytesSent, size)
+	}
+	noTemps(t, dst)
+}
+
+// TestSFTPResumeAcrossRuns: a run whose retries are exhausted keeps the
+// temporary file and its journal; the next run continues from it.
+func TestSFTPResumeAcrossRuns(t *testing.T) {
+	remote := t.TempDir()
+	e := startSSH(t, sshtest.Config{Root: remote})
+	p := cutproxy.Start(t, e.srv.Addr)
+	e.opts.Fingerprint = e.srv.Fingerprint() // the proxy's port is not in known_hosts
+	src := t.TempDir()
+	size := 40 << 20
+	data := randBytes(7, size)
+	writeFile(t, filepath.Join(src, "big"), data, 0o644, mtime0)
+	state := t.TempDir()
+	o := sftpOpts(e)
+	o.Retries = 0
+	o.StateDir = state
+	p.CutUpstreamAfter(int64(size * 6 / 10))
+	to := loc(t, e.urlVia(p.Port(), remote+"/big"))
+	_, err := Run(context.Background(), loc(t, filepath.Join(src, "big")), to, o)
+	if err == nil {
+		t.Fatal("the cut run succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(remote, "big")); err == nil {
+		t.Fatal("a partial file landed under the final name")
+	}
+	if tmp := tempsIn(remote); len(tmp) != 1 {
+		t.Fatalf("temporary files after the cut: %v, want one kept for resume", tmp)
+	}
+	ents, _ := os.ReadDir(filepath.Join(state, "transfer", "journal"))
+	if len(ents) != 1 {
+		t.Fatalf("journal has %d entries, want 1", len(ents))
+	}
+	if fi, _ := ents[0].Info(); fi.Mode().Perm() != 0o600 {
+		t.Errorf("journal entry mode %v, want 0600", fi.Mode().Perm())
+	}
+	res, err := Run(context.Background(), loc(t, filepath.Join(src, "big")), to, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Receipts[0]
+	t.Logf("receipt: %+v", r)
+	// The failed run journaled what reached the server (up to the writes in
+	// flight when the connection died).
+	if cut, window := int64(size*6/10), int64(SFTPConcurrency*SFTPMaxPacket); r.ResumedFrom < cut-2*window {
+		t.Errorf("second run resumed from %d after a cut at %d", r.ResumedFrom, cut)
+	}
+	if r.BytesSent+r.ResumedFrom != int64(size) {
+		t.Errorf("resumed from %d and sent %d: does not add up to %d", r.ResumedFrom, r.BytesSent, size)
+	}
+	if got := readFile(t, filepath.Join(remote, "big")); sum(got) != sum(data) {
+		t.Fatal("landed file has the wrong hash")
+	}
+	noTemps(t, remote)
+	if ents, _ := os.ReadDir(filepath.Join(state, "transfer", "journal")); len(ents) != 0 {
+		t.Errorf("journal entry left after success")
+	}
+}
+
+func TestSFTPDestinationDirectoryMissing(t *testing.T) {
+	remote := t.TempDir()
+	e := startSSH(t, sshtest.Config{Root: remote})
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "f"), []byte("x"), 0o644, time.Time{})
+	_, err := Run(context.Background(), loc(t, filepath.Join(src, "f")), loc(t, e.url(remote+"/nope/f")), sftpOpts(e))
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestSFTPSyncSecondRunCopiesNothing(t *testing.T) {
+	remote := t.TempDir()
+	e := startSSH(t, sshtest.Config{Root: remote})
+	src := t.TempDir()
+	makeTree(t, src)
+	o := sftpOpts(e)
+	o.Mode = config.ModeSync
+	o.Delete = true
+	if _, err := Run(context.Background(), loc(t, src), loc(t, e.url(remote+"/m")), o); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(src, "a.txt"))
+	res, err := Run(context.Background(), loc(t, src), loc(t, e.url(remote+"/m")), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Files != 0 || res.Deleted != 1 {
+		t.Errorf("second sync: files %d deleted %d, want 0 and 1", res.Files, res.Deleted)
+	}
+	if _, err := os.Stat(filepath.Join(remote, "m/a.txt")); err == nil {
+		t.Error("extraneous remote file not deleted")
+	}
+}
+
+// TestSFTPUploadCheckpoints: while an upload runs, the journal's offset
+// never claims more than the server holds, and what it claims is the
+// source's prefix (so a killed run resumes on good data).
+func TestSFTPUploadCheckpoints(t *testing.T) {
+	remote := t.TempDir()
+	e := startSSH(t, sshtest.Config{Root: remote})
+	src := t.TempDir()
+	size := 16 << 20
+	data := randBytes(16, size)
+	writeFile(t, filepath.Join(src, "big"), data, 0o644, mtime0)
+	o := sftpOpts(e)
+	o.StateDir = t.TempDir()
+	o.segment = 1 << 20
+	jdir := filepath.Join(o.StateDir, "transfer", "journal")
+	checked := 0
+	o.Progress = func(ev Event) {
+		if ev.Kind != EventFileProgress || ev.Done < int64(size/2) || checked > 0 {
+			return
+		}
+		ents, _ := os.ReadDir(jdir)
+		if len(ents) != 1 {
+			t.Errorf("journal has %d entries mid-upload, want 1", len(ents))
+			checked++
+			return
+		}
+		j := &journal{dir: jdir}
+		je, ok := j.load(strings.TrimSuffix(ents[0].Name(), ".json"))
+		if !ok || je.Offset <= 0 || je.Offset%o.segment != 0 {
+			t.Errorf("journal entry %+v: want an offset at a checkpoint", je)
+		}
+		got, err := os.ReadFile(je.Temp)
+		if err != nil || int64(len(got)) < je.Offset || !bytes.Equal(got[:je.Offset], data[:je.Offset]) {
+			t.Errorf("the server's temporary file does not hold the journaled prefix (%d bytes, err %v)", len(got), err)
+		}
+		checked++
+	}
+	res, err := Run(context.Background(), loc(t, filepath.Join(src, "big")), loc(t, e.url(remote+"/big")), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked == 0 {
+		t.Fatal("no progress event past half way")
+	}
+	if sum(readFile(t, filepath.Join(remote, "big"))) != sum(data) {
+		t.Fatal("wrong hash")
+	}
+	// The test server has no sh: the per-segment check is refused and the
+	// whole-file sha256sum decides.
+	if v := res.Receipts[0].Verified; v != VerifiedRemote {
+		t.Errorf("verified by %q, want %q", v, VerifiedRemote)
+	}
+}
+
+// TestSFTPToSFTP copies between two servers (data passes through netops).
+func TestSFTPToSFTP(t *testing.T) {
+	r1, r2 := t.TempDir(), t.TempDir()
+	e1 := startSSH(t, sshtest.Config{Root: r1})
+	e2 := startSSH(t, sshtest.Config{Root: r2})
+	files := makeTree(t, filepath.Join(r1, "tree"))
+	// One dialer for both: each server's key and known_hosts.
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	a, _ := os.ReadFile(e1.opts.KnownHostsFile)
+	b, _ := os.ReadFile(e2.opts.KnownHostsFile)
+	if err := os.WriteFile(kh, append(a, b...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	so := e1.opts
+	so.KnownHostsFile = kh
+	so.IdentityFiles = append(so.IdentityFiles, e2.opts.IdentityFiles...)
+	o := sftpOpts(e1)
+	o.Dial = NewDialer(so, nil, "t")
+	res, err := Run(context.Background(), loc(t, e1.url(r1+"/tree")), loc(t, e2.url(r2+"/copy")), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Files != len(files) {
+		t.Errorf("copied %d files, want %d", res.Files, len(files))
+	}
+	for p, want := range files {
+		if !bytes.Equal(readFile(t, filepath.Join(r2, "copy", p)), want) {
+			t.Errorf("%s differs", p)
+		}
+	}
+}
+
+// TestSFTPDownloadResumesAfterKill: a killed run cannot clean up or save
+// its offset; the journal entry written when the file started (offset 0)
+// and the local temporary file (written in order) are enough to resume.
+func TestSFTPDownloadResumesAfterKill(t *testing.T) {
+	remote := t.TempDir()
+	e := startSSH(t, sshtest.Config{Root: remote})
+	size := journalMin + 4<<20
+	data := randBytes(19, size)
+	writeFile(t, filepath.Join(remote, "big"), data, 0o644, mtime0)
+	dst := t.TempDir()
+	o := sftpOpts(e)
+	o.StateDir = t.TempDir()
+	o.BWLimit = 32 << 20
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var journalAtStart []byte
+	jdir := filepath.Join(o.StateDir, "transfer", "journal")
+	o.Progress = func(ev Event) {
+		if ev.Kind == EventFileStart {
+			ents, _ := os.ReadDir(jdir)
+			if len(ents) == 1 {
+				journalAtStart, _ = os.ReadFile(filepath.Join(jdir, ents[0].Name()))
+			}
+		}
+		if ev.Kind == EventFileProgress && ev.Done >= int64(size/2) {
+			cancel()
+		}
+	}
+	if _, err := Run(ctx, loc(t, e.url(remote+"/big")), loc(t, dst), o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if journalAtStart == nil {
+		t.Fatal("no journal entry when the file started")
+	}
+	// Put back the entry a killed run would have left: the one from the start.
+	ents, _ := os.ReadDir(jdir)
+	if len(ents) != 1 {
+		t.Fatalf("journal entries: %d", len(ents))
+	}
+	if err := os.WriteFile(filepath.Join(jdir, ents[0].Name()), journalAtStart, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tmp := tempsIn(dst)
+	if len(tmp) != 1 {
+		t.Fatalf("temporary files %v", tmp)
+	}
+	fi, _ := os.Stat(tmp[0])
+	o.Progress, o.BWLimit = nil, 0
+	res, err := Run(context.Background(), loc(t, e.url(remote+"/big")), loc(t, dst), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.Receipts[0]; r.ResumedFrom != fi.Size() || r.ResumedFrom < int64(size/2) {
+		t.Errorf("resumed from %d, want the temporary file's %d bytes", r.ResumedFrom, fi.Size())
+	}
+	if sum(readFile(t, filepath.Join(dst, "big"))) != sum(data) {
+		t.Fatal("wrong hash")
+	}
+	noTemps(t, dst)
+}
