@@ -1,14 +1,16 @@
 package natsbackend_test
 
 import (
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/netops-dev/netops/internal/ipc"
+	"github.com/netops-dev/netops/internal/natsbackend"
 	"github.com/netops-dev/netops/internal/server"
 )
 
@@ -18,6 +20,24 @@ func BenchmarkIPCSendReceive(b *testing.B) {
 	s := startServer(b, server.Options{})
 	be := openIPC(b, s.ClientURL())
 	defer be.Close()
+	benchSendReceive(b, be)
+}
+
+// BenchmarkClusterIPCSendReceive is BenchmarkIPCSendReceive on a 3-node
+// cluster with R3 streams (bench/fleet.sh prints the ratio).
+func BenchmarkClusterIPCSendReceive(b *testing.B) {
+	urls := startCluster(b, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	be, err := natsbackend.OpenIPC(ctx, backend(urls[0]+","+urls[1]+","+urls[2]), "netops-bench", natsbackend.IPCOptions{Replicas: 3})
+	if err != nil {
+		b.Fatalf("OpenIPC: %v", err)
+	}
+	defer be.Close()
+	benchSendReceive(b, be)
+}
+
+func benchSendReceive(b *testing.B, be ipc.Backend) {
 	ctx := b.Context()
 	if err := be.CreateQueue(ctx, ipc.QueueConfig{Name: "bench", MaxSize: b.N + 1}); err != nil {
 		b.Fatal(err)
