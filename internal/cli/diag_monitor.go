@@ -23,6 +23,7 @@ type monitorOptions struct {
 	alertProg    string
 	alertExec    []string
 	alertTimeout time.Duration
+	alertChannel string
 }
 
 type monitorLine struct {
@@ -52,10 +53,17 @@ An alert runs the --alert-exec program (its arguments, if any, go after "--")
 with the alert as JSON on stdin and NETOPS_ALERT_STATE, _TARGET, _RULE,
 _STATUS, _REASON, _MESSAGE in its environment. It never goes through a shell.
 
+With --alert-channel CHANNEL, each alert (firing and resolved) is also published
+as one JSON event on that ipc channel (configured backend: local or NATS): the
+alert as --alert-exec gets it plus "kind": "diag.alert" and "time". An alert
+that cannot be published is a one-line warning on stderr; the monitor goes on
+and its exit code does not change.
+
 SIGINT or SIGTERM stops the monitor at once (exit 0); the round in progress is
 discarded, not printed or recorded.`,
 		Example: `  netops diag monitor web1 db1 --interval 30s --alert-after 3
-  netops diag monitor --tag prod --alert-exec /usr/local/bin/page-oncall -- --team net`,
+  netops diag monitor --tag prod --alert-exec /usr/local/bin/page-oncall -- --team net
+  netops diag monitor --tag prod --alert-channel alerts`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// Arguments after "--" belong to the alert program.
 			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
@@ -79,6 +87,7 @@ discarded, not printed or recorded.`,
 	f.IntVar(&o.recoverAfter, "recover-after", 2, "passing rounds in a row before a fired alert resolves")
 	f.StringVar(&o.alertProg, "alert-exec", "", "program run for each alert, with the alert as JSON on stdin (its arguments after \"--\")")
 	f.DurationVar(&o.alertTimeout, "alert-timeout", 30*time.Second, "time limit for one alert program run")
+	f.StringVar(&o.alertChannel, "alert-channel", "", "also publish each alert as a JSON event on this ipc channel (failure: warning, same exit code)")
 	return cmd
 }
 
@@ -99,6 +108,11 @@ func runDiagMonitor(ctx context.Context, a *app, args []string, o monitorOptions
 	if maxTime == 0 {
 		maxTime = o.interval
 	}
+	notify, err := a.newNotifier("--alert-channel", o.alertChannel)
+	if err != nil {
+		return err
+	}
+	defer notify.close()
 	targets, checks, err := o.plan(a, args)
 	if err != nil {
 		return err
@@ -130,6 +144,7 @@ func runDiagMonitor(ctx context.Context, a *app, args []string, o monitorOptions
 			return err
 		}
 		for _, al := range alerts {
+			notify.publish(ctx, eventDiagAlert, "alert "+al.State+" "+al.Target+"/"+al.Rule, newAlertEvent(al))
 			if len(o.alertExec) == 0 {
 				continue
 			}

@@ -56,7 +56,15 @@ and host key failures are never retried.
 Exit codes: 0 all transfers succeeded; 1 a transfer failed; 64 unknown
 profile or bad flag; 69 the server was unreachable; 78 bad config; 130
 interrupted; with --lock, 75 the lock was not acquired within --lock-wait and
-76 the lock was lost (the transfers were stopped).`,
+76 the lock was lost (the transfers were stopped).
+
+With --notify CHANNEL, each transfer publishes, when it ends, one JSON event
+on that ipc channel (configured backend: local or NATS): {"kind":
+"transfer.result", "time", "profile", "source", "destination", "mode",
+"status": ok|failed|interrupted, "files", "failed", "bytes", "bytes_sent",
+"deleted", "duration_ms", "error"}. A dry run publishes nothing. An event that
+cannot be published is a one-line warning on stderr; it does not change the
+exit code.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRunE,
 	}
@@ -77,6 +85,7 @@ type transferFlags struct {
 	verify    string
 	lockName  string
 	lockWait  time.Duration
+	notify    string
 	workers   int
 	include   []string
 	exclude   []string
@@ -97,6 +106,7 @@ func (f *transferFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.verify, "verify", config.VerifySHA256, "verify landed files: sha256 or none")
 	fl.StringVar(&f.lockName, "lock", "", "hold this netops lock (exclusive) for the whole run")
 	fl.DurationVar(&f.lockWait, "lock-wait", 0, "with --lock: wait at most this long for it (default forever), then exit 75")
+	fl.StringVar(&f.notify, "notify", "", "publish each transfer's result as a JSON event on this ipc channel (failure: warning, same exit code)")
 	fl.IntVar(&f.workers, "workers", 8, "files in flight per transfer (one connection per side; small files to SFTP: 4x this, in batches)")
 	fl.StringSliceVar(&f.include, "include", nil, "copy only files matching this glob (repeatable; no slash: base name)")
 	fl.StringSliceVar(&f.exclude, "exclude", nil, "skip files and directories matching this glob (repeatable)")
@@ -403,6 +413,14 @@ func (a *app) runTransfers(cmd *cobra.Command, jobs []*transferJob, f *transferF
 		return err
 	}
 	ctx := cmd.Context()
+	notify, err := a.newNotifier("--notify", f.notify)
+	if err != nil {
+		return err
+	}
+	if f.dryRun {
+		notify = nil // a dry run publishes nothing
+	}
+	defer notify.close()
 	if f.lockName != "" && !f.dryRun {
 		release, lctx, err := a.holdLock(ctx, f.lockName, f.lockWait)
 		if err != nil {
@@ -436,6 +454,8 @@ func (a *app) runTransfers(cmd *cobra.Command, jobs []*transferJob, f *transferF
 			a.log.Debug("transfer start", "profile", j.name, "source", j.src.Display, "destination", j.dst.Display, "mode", j.opts.Mode)
 			res, err := transfer.Run(ctx, j.src, j.dst, j.opts)
 			outcomes[i] = transferOutcome{job: j, res: res, err: err}
+			// The result is final: publish it even when the run is being stopped.
+			notify.publish(context.WithoutCancel(ctx), eventTransferResult, "transfer "+j.name, newTransferEvent(outcomes[i], time.Now()))
 		}()
 	}
 	wg.Wait()
