@@ -54,6 +54,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/netops-dev/netops/internal/fsutil"
@@ -79,6 +80,15 @@ const (
 type Backend struct {
 	st  *store.Store
 	dir string // bell files
+
+	// stmts holds the statements of send, receive and ack, prepared once
+	// on the store's write pool and reused by their transactions: parsing
+	// them costs about 5-10% of those operations.
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt
+	// uniformInsert is insertSQL(insertRows, true): the INSERT of a full
+	// uniform chunk (see insertRowsAt).
+	uniformInsert string
 }
 
 var _ ipc.Backend = (*Backend)(nil)
@@ -87,11 +97,74 @@ var _ ipc.Backend = (*Backend)(nil)
 // dir/BellDir; dir is the state directory st lives in. The Backend does not
 // own st: close st after the Backend.
 func New(st *store.Store, dir string) *Backend {
-	return &Backend{st: st, dir: filepath.Join(dir, BellDir)}
+	return &Backend{st: st, dir: filepath.Join(dir, BellDir), uniformInsert: insertSQL(insertRows, true)}
 }
 
 // Close implements ipc.Backend. It does not close the store.
-func (b *Backend) Close() error { return nil }
+func (b *Backend) Close() error {
+	b.stmtMu.Lock()
+	defer b.stmtMu.Unlock()
+	for _, st := range b.stmts {
+		st.Close()
+	}
+	b.stmts = nil
+	return nil
+}
+
+// prepare prepares the queries not prepared yet, outside any transaction
+// (inside one the write pool's connection is taken). One that fails is
+// left out: the transaction then prepares it and reports the error.
+func (b *Backend) prepare(ctx context.Context, queries ...string) {
+	b.stmtMu.Lock()
+	defer b.stmtMu.Unlock()
+	for _, q := range queries {
+		if b.stmts[q] != nil {
+			continue
+		}
+		st, err := b.st.DB().PrepareContext(ctx, q)
+		if err != nil {
+			continue
+		}
+		if b.stmts == nil {
+			b.stmts = map[string]*sql.Stmt{}
+		}
+		b.stmts[q] = st
+	}
+}
+
+// stmt returns query prepared for tx: reused as it is when it was prepared
+// on tx's connection (the usual case: the write pool keeps one), else
+// prepared on it once more. It returns nil when query was not prepared.
+func (b *Backend) stmt(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
+	b.stmtMu.Lock()
+	st := b.stmts[query]
+	b.stmtMu.Unlock()
+	if st == nil {
+		return nil
+	}
+	return tx.StmtContext(ctx, st)
+}
+
+func (b *Backend) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	if st := b.stmt(ctx, tx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, query, args...)
+}
+
+func (b *Backend) query(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
+	if st := b.stmt(ctx, tx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return tx.QueryContext(ctx, query, args...)
+}
+
+func (b *Backend) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	if st := b.stmt(ctx, tx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, query, args...)
+}
 
 // dbError wraps an error from the state database for op. When ctx is done
 // the failure is its doing, so the error names ctx's error and matches it.
@@ -126,12 +199,23 @@ type queueRow struct {
 	sent, acked, dropped uint64
 }
 
+const getQueueSQL = `SELECT id, max_size, overflow, max_deliveries, visibility_ns, created_ns, depth, sent, acked, dropped
+		FROM ipc_queues WHERE name = ?`
+
 func getQueue(ctx context.Context, tx *sql.Tx, name string) (queueRow, error) {
+	return scanQueue(tx.QueryRowContext(ctx, getQueueSQL, name), name)
+}
+
+// getQueue is getQueue with the prepared statement.
+func (b *Backend) getQueue(ctx context.Context, tx *sql.Tx, name string) (queueRow, error) {
+	return scanQueue(b.queryRow(ctx, tx, getQueueSQL, name), name)
+}
+
+func scanQueue(row *sql.Row, name string) (queueRow, error) {
 	var q queueRow
 	var overflow string
 	var vis int64
-	err := tx.QueryRowContext(ctx, `SELECT id, max_size, overflow, max_deliveries, visibility_ns, created_ns, depth, sent, acked, dropped
-		FROM ipc_queues WHERE name = ?`, name).Scan(&q.id, &q.cfg.MaxSize, &overflow, &q.cfg.MaxDeliveries, &vis, &q.created, &q.depth, &q.sent, &q.acked, &q.dropped)
+	err := row.Scan(&q.id, &q.cfg.MaxSize, &overflow, &q.cfg.MaxDeliveries, &vis, &q.created, &q.depth, &q.sent, &q.acked, &q.dropped)
 	if errors.Is(err, sql.ErrNoRows) {
 		return q, notFound("queue", name)
 	}
@@ -369,6 +453,18 @@ func decodeHeaders(s sql.NullString) map[string]string {
 	return h
 }
 
+// decodeRawHeaders is decodeHeaders for a column read as sql.RawBytes.
+func decodeRawHeaders(b sql.RawBytes) map[string]string {
+	if len(b) == 0 {
+		return nil
+	}
+	var h map[string]string
+	if json.Unmarshal(b, &h) != nil {
+		return map[string]string{"_corrupt_headers": string(b)}
+	}
+	return h
+}
+
 func validateAll(msgs []ipc.Outgoing) error {
 	for i, m := range msgs {
 		if err := ipc.ValidateOutgoing(m); err != nil {
@@ -396,11 +492,12 @@ func (b *Backend) Send(ctx context.Context, queue string, msgs []ipc.Outgoing) (
 	if err := validateAll(msgs); err != nil {
 		return ipc.SendResult{}, err
 	}
+	b.prepare(ctx, getQueueSQL, reserveSQL, sentSQL, b.uniformInsert)
 	var res ipc.SendResult
 	var full error
 	err := b.st.Update(ctx, func(tx *sql.Tx) error {
 		res, full = ipc.SendResult{}, nil
-		q, err := getQueue(ctx, tx, queue)
+		q, err := b.getQueue(ctx, tx, queue)
 		if err != nil {
 			return err
 		}
@@ -414,7 +511,7 @@ func (b *Backend) Send(ctx context.Context, queue string, msgs []ipc.Outgoing) (
 			return nil
 		}
 		now := time.Now()
-		stored, err := insertMessages(ctx, tx, q.id, msgs[:n], now)
+		stored, err := b.insertRowsAt(ctx, tx, q.id, msgs[:n], now.UnixNano(), nil)
 		if err != nil {
 			return err
 		}
@@ -428,8 +525,7 @@ func (b *Backend) Send(ctx context.Context, queue string, msgs []ipc.Outgoing) (
 			return err
 		}
 		res.Dropped = int(dropped)
-		_, err = tx.ExecContext(ctx, `UPDATE ipc_queues SET depth = depth + ? - ?, sent = sent + ?, dropped = dropped + ? WHERE id = ?`,
-			n, dropped, n, dropped, q.id)
+		_, err = b.exec(ctx, tx, sentSQL, n, dropped, n, dropped, q.id)
 		return err
 	})
 	if err != nil {
@@ -445,25 +541,46 @@ func (b *Backend) Send(ctx context.Context, queue string, msgs []ipc.Outgoing) (
 // statements save most of the per-statement cost of the driver.
 const insertRows = 100
 
+// Statements of Send.
+const (
+	reserveSQL = `UPDATE ipc_seq SET last = last + ? RETURNING last`
+	sentSQL    = `UPDATE ipc_queues SET depth = depth + ? - ?, sent = sent + ?, dropped = dropped + ? WHERE id = ?`
+)
+
 // reserveIDs takes n message ids from ipc_seq and returns the first.
-func reserveIDs(ctx context.Context, tx *sql.Tx, n int) (int64, error) {
+func (b *Backend) reserveIDs(ctx context.Context, tx *sql.Tx, n int) (int64, error) {
 	var last int64
-	if err := tx.QueryRowContext(ctx, `UPDATE ipc_seq SET last = last + ? RETURNING last`, n).Scan(&last); err != nil {
+	if err := b.queryRow(ctx, tx, reserveSQL, n).Scan(&last); err != nil {
 		return 0, err
 	}
 	return last - int64(n) + 1, nil
 }
 
-// insertMessages inserts msgs into queue qid and returns their ids
-// (consecutive, from ipc_seq).
-func insertMessages(ctx context.Context, tx *sql.Tx, qid int64, msgs []ipc.Outgoing, now time.Time) ([]int64, error) {
-	return insertRowsAt(ctx, tx, qid, msgs, now.UnixNano(), nil)
+// insertSQL is the INSERT of rows messages into ipc_messages; uniform: see
+// insertRowsAt.
+func insertSQL(rows int, uniform bool) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO ipc_messages (qid, dead, priority, id, sent_ns, sender, headers, body) VALUES ")
+	for j := range rows {
+		if j > 0 {
+			b.WriteByte(',')
+		}
+		if uniform {
+			// ?1 qid, ?2 priority, ?3 first id, ?4 sent, ?5 sender.
+			fmt.Fprintf(&b, "(?1, 0, ?2, ?3 + %d, ?4, ?5, NULL, ?%d)", j, 6+j)
+		} else {
+			k := 1 + 7*j
+			fmt.Fprintf(&b, "(?%d, 0, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d)", k, k+1, k+2, k+3, k+4, k+5, k+6)
+		}
+	}
+	return b.String()
 }
 
-// insertRowsAt inserts msgs into queue qid with new ids; sentNs gives each
-// message's send time when not nil (redrive), else all get ns.
-func insertRowsAt(ctx context.Context, tx *sql.Tx, qid int64, msgs []ipc.Outgoing, ns int64, sentNs []int64) ([]int64, error) {
-	first, err := reserveIDs(ctx, tx, len(msgs))
+// insertRowsAt inserts msgs into queue qid with new ids (consecutive, from
+// ipc_seq) and returns them; sentNs gives each message's send time when not
+// nil (redrive), else all get ns.
+func (b *Backend) insertRowsAt(ctx context.Context, tx *sql.Tx, qid int64, msgs []ipc.Outgoing, ns int64, sentNs []int64) ([]int64, error) {
+	first, err := b.reserveIDs(ctx, tx, len(msgs))
 	if err != nil {
 		return nil, err
 	}
@@ -493,23 +610,14 @@ func insertRowsAt(ctx context.Context, tx *sql.Tx, qid int64, msgs []ipc.Outgoin
 		}
 		key := stmtKey{len(chunk), uniform}
 		stmt := stmts[key]
-		if stmt == nil {
-			var b strings.Builder
-			b.WriteString("INSERT INTO ipc_messages (qid, dead, priority, id, sent_ns, sender, headers, body) VALUES ")
-			for j := range chunk {
-				if j > 0 {
-					b.WriteByte(',')
-				}
-				if uniform {
-					// ?1 qid, ?2 priority, ?3 first id, ?4 sent, ?5 sender.
-					fmt.Fprintf(&b, "(?1, 0, ?2, ?3 + %d, ?4, ?5, NULL, ?%d)", j, 6+j)
-				} else {
-					k := 1 + 7*j
-					fmt.Fprintf(&b, "(?%d, 0, ?%d, ?%d, ?%d, ?%d, ?%d, ?%d)", k, k+1, k+2, k+3, k+4, k+5, k+6)
-				}
+		if stmt == nil && key == (stmtKey{insertRows, true}) {
+			if stmt = b.stmt(ctx, tx, b.uniformInsert); stmt != nil {
+				stmts[key] = stmt
 			}
+		}
+		if stmt == nil {
 			var err error
-			if stmt, err = tx.PrepareContext(ctx, b.String()); err != nil {
+			if stmt, err = tx.PrepareContext(ctx, insertSQL(len(chunk), uniform)); err != nil {
 				return nil, err
 			}
 			stmts[key] = stmt
@@ -689,6 +797,13 @@ func (d *delivery) Extend(ctx context.Context) error {
 	return nil
 }
 
+// Statements of AckAll.
+const (
+	ackDeleteSQL = `DELETE FROM ipc_messages WHERE qid = ? AND dead = 0 AND priority = ?
+		AND id BETWEEN ? AND ? AND receipt = ?`
+	ackCountSQL = `UPDATE ipc_queues SET depth = depth - ?, acked = acked + ? WHERE id = ?`
+)
+
 // AckAll implements ipc.Backend. Deliveries that were lost are reported
 // together (ErrLost); the others are acknowledged.
 func (b *Backend) AckAll(ctx context.Context, ds []ipc.Delivery) error {
@@ -727,6 +842,7 @@ func (b *Backend) AckAll(ctx context.Context, ds []ipc.Delivery) error {
 	}
 	var lost []string // ids of the groups that lost some
 	lostN := 0
+	b.prepare(ctx, ackDeleteSQL, ackCountSQL)
 	err := b.st.Update(ctx, func(tx *sql.Tx) error {
 		lost, lostN = lost[:0], 0
 		acked := map[int64]int{}
@@ -738,9 +854,7 @@ func (b *Backend) AckAll(ctx context.Context, ds []ipc.Delivery) error {
 			for _, d := range g.ds {
 				lo, hi = min(lo, int64(d.msg.Seq)), max(hi, int64(d.msg.Seq))
 			}
-			res, err := tx.ExecContext(ctx, `DELETE FROM ipc_messages WHERE qid = ? AND dead = 0 AND priority = ?
-				AND id BETWEEN ? AND ? AND receipt = ?`,
-				g.qid, k.prio, lo, hi, k.receipt)
+			res, err := b.exec(ctx, tx, ackDeleteSQL, g.qid, k.prio, lo, hi, k.receipt)
 			if err != nil {
 				return err
 			}
@@ -762,7 +876,7 @@ func (b *Backend) AckAll(ctx context.Context, ds []ipc.Delivery) error {
 			if n == 0 {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE ipc_queues SET depth = depth - ?, acked = acked + ? WHERE id = ?`, n, n, qid); err != nil {
+			if _, err := b.exec(ctx, tx, ackCountSQL, n, n, qid); err != nil {
 				return err
 			}
 		}
@@ -869,99 +983,118 @@ func (b *Backend) sleep(ctx context.Context, bell string, rung time.Time, next i
 	}
 }
 
+// Statements of Receive. OR FAIL: the UPDATE cannot break a constraint, and
+// without a possible ABORT SQLite keeps no statement journal for it (which
+// spilled to a temporary file for every batch of 1000).
+const (
+	recvSelectSQL = `SELECT id, priority, deliveries, sent_ns, sender, headers, body FROM ipc_messages
+		WHERE qid = ? AND dead = 0 AND visible_ns <= ? ORDER BY priority DESC, id LIMIT ?`
+	recvMarkSQL = `UPDATE OR FAIL ipc_messages SET deliveries = deliveries + 1, receipt = ?, visible_ns = ?
+		WHERE qid = ? AND dead = 0 AND priority = ? AND id BETWEEN ? AND ? AND visible_ns <= ?`
+)
+
 // tryReceive delivers up to max messages of queue; when there is none it
 // returns the earliest time (unix ns) one becomes visible, 0 if none.
 //
-// One UPDATE ... RETURNING picks and marks the first max visible rows in
-// (priority DESC, id) order. A row whose visibility passed after its last
-// allowed delivery comes back with deliveries > max_deliveries: it is
+// One SELECT reads the first max visible rows in (priority DESC, id)
+// order, one UPDATE per priority marks them. A row whose visibility passed
+// after its last allowed delivery gets deliveries > max_deliveries: it is
 // marked dead instead (its count restored) and not delivered.
 func (b *Backend) tryReceive(ctx context.Context, queue string, maxN int) ([]ipc.Delivery, int64, error) {
+	b.prepare(ctx, getQueueSQL, recvSelectSQL, recvMarkSQL)
 	var out []ipc.Delivery
 	var next int64
 	err := b.st.Update(ctx, func(tx *sql.Tx) error {
 		out, next = nil, 0
-		q, err := getQueue(ctx, tx, queue)
+		q, err := b.getQueue(ctx, tx, queue)
 		if err != nil {
 			return err
 		}
 		now := time.Now().UnixNano()
 		receipt := newReceipt()
-		// The first maxN visible rows in key order, as one id range per
-		// priority (the row is the key's leaf: reading visible_ns costs no
-		// extra lookup; SQLite scans, Go gets at most 3 rows).
-		krows, err := tx.QueryContext(ctx, `SELECT priority, min(id), max(id) FROM
-			(SELECT priority, id FROM ipc_messages WHERE qid = ? AND dead = 0 AND visible_ns <= ? ORDER BY priority DESC, id LIMIT ?)
-			GROUP BY priority`, q.id, now, maxN)
+		// The first maxN visible rows in key order, read whole in one pass
+		// (the row is the key's leaf). The transaction holds the write
+		// lock, so they are still exactly the visible rows of their id
+		// range per priority when the UPDATE below marks them.
+		rows, err := b.query(ctx, tx, recvSelectSQL, q.id, now, maxN)
 		if err != nil {
 			return err
 		}
-		type span struct{ lo, hi int64 }
-		byPrio := map[int]span{}
-		for krows.Next() {
-			var prio int
-			var sp span
-			if err := krows.Scan(&prio, &sp.lo, &sp.hi); err != nil {
-				krows.Close()
-				return err
-			}
-			byPrio[prio] = sp
+		type span struct {
+			prio   int
+			lo, hi int64
 		}
-		krows.Close()
-		if err := krows.Err(); err != nil {
-			return err
-		}
+		var spans []span // in key order: priorities descending
 		var expired []int64
 		var expiredPrio []int
-		for _, p := range ipc.Priorities() {
-			sp, ok := byPrio[p.Rank()]
-			if !ok {
+		// Few allocations per batch rather than several per message: the
+		// deliveries share arrays, the bodies buffers (each body capped at
+		// its length), the ids one string, and equal senders one string.
+		var slab []delivery
+		var (
+			bodies             []byte
+			ids                []byte
+			idEnd              []int
+			sender, hdrs, body sql.RawBytes
+			lastSender         string
+		)
+		for rows.Next() {
+			var id, sent int64
+			var prio, deliveries int
+			if err := rows.Scan(&id, &prio, &deliveries, &sent, &sender, &hdrs, &body); err != nil {
+				rows.Close()
+				return err
+			}
+			if n := len(spans); n == 0 || spans[n-1].prio != prio {
+				spans = append(spans, span{prio: prio, lo: id})
+			}
+			spans[len(spans)-1].hi = id
+			deliveries++ // as the UPDATE below sets it
+			if deliveries > q.cfg.MaxDeliveries {
+				expired = append(expired, id)
+				expiredPrio = append(expiredPrio, prio)
 				continue
 			}
-			// Within a priority the picked rows are all the visible rows
-			// between the first and the last picked: a range, not seeks.
-			if _, err := tx.ExecContext(ctx, `UPDATE ipc_messages SET deliveries = deliveries + 1, receipt = ?, visible_ns = ?
-				WHERE qid = ? AND dead = 0 AND priority = ? AND id BETWEEN ? AND ? AND visible_ns <= ?`,
-				receipt, now+int64(q.cfg.Visibility), q.id, p.Rank(), sp.lo, sp.hi, now); err != nil {
-				return err
+			if len(slab) == cap(slab) {
+				// A new array: the deliveries handed out point into the
+				// old ones.
+				slab = make([]delivery, 0, min(maxN, 1024))
 			}
-			rows, err := tx.QueryContext(ctx, `SELECT id, priority, deliveries, sent_ns, sender, headers, body FROM ipc_messages
-				WHERE qid = ? AND dead = 0 AND priority = ? AND id BETWEEN ? AND ? AND receipt = ?`,
-				q.id, p.Rank(), sp.lo, sp.hi, receipt)
-			if err != nil {
-				return err
+			slab = append(slab, delivery{b: b, qid: q.id, receipt: receipt, maxDel: q.cfg.MaxDeliveries, vis: q.cfg.Visibility})
+			d := &slab[len(slab)-1]
+			out = append(out, d)
+			if string(sender) != lastSender {
+				lastSender = string(sender)
 			}
-			for rows.Next() {
-				d := &delivery{b: b, qid: q.id, receipt: receipt, maxDel: q.cfg.MaxDeliveries, vis: q.cfg.Visibility}
-				var id, sent int64
-				var prio int
-				var headers sql.NullString
-				if err := rows.Scan(&id, &prio, &d.msg.Deliveries, &sent, &d.msg.Sender, &headers, &d.msg.Body); err != nil {
-					rows.Close()
-					return err
+			if body != nil {
+				if bodies == nil || cap(bodies)-len(bodies) < len(body) {
+					bodies = make([]byte, 0, max(64<<10, len(body)))
 				}
-				if d.msg.Deliveries > q.cfg.MaxDeliveries {
-					expired = append(expired, id)
-					expiredPrio = append(expiredPrio, prio)
-					continue
-				}
-				d.msg.ID, d.msg.Seq, d.msg.Queue = strconv.FormatInt(id, 10), uint64(id), queue
-				d.msg.Priority, d.msg.Time, d.msg.Headers = ipc.PriorityOfRank(prio), time.Unix(0, sent), decodeHeaders(headers)
-				out = append(out, d)
+				k := len(bodies)
+				bodies = append(bodies, body...)
+				d.msg.Body = bodies[k:len(bodies):len(bodies)]
 			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
+			ids = strconv.AppendInt(ids, id, 10)
+			idEnd = append(idEnd, len(ids))
+			d.msg.Seq, d.msg.Queue, d.msg.Deliveries, d.msg.Sender = uint64(id), queue, deliveries, lastSender
+			d.msg.Priority, d.msg.Time, d.msg.Headers = ipc.PriorityOfRank(prio), time.Unix(0, sent), decodeRawHeaders(hdrs)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		idStr := string(ids)
+		start := 0
+		for i, d := range out {
+			d.(*delivery).msg.ID, start = idStr[start:idEnd[i]], idEnd[i]
+		}
+		// Within a priority the picked rows are all the visible rows
+		// between the first and the last picked: a range, not seeks.
+		for _, sp := range spans {
+			if _, err := b.exec(ctx, tx, recvMarkSQL, receipt, now+int64(q.cfg.Visibility), q.id, sp.prio, sp.lo, sp.hi, now); err != nil {
 				return err
 			}
 		}
-		// RETURNING gives no order: deliver in queue order.
-		slices.SortFunc(out, func(x, y ipc.Delivery) int {
-			a, b := x.Message(), y.Message()
-			if a.Priority != b.Priority {
-				return b.Priority.Rank() - a.Priority.Rank()
-			}
-			return cmp.Compare(a.Seq, b.Seq)
-		})
 		if len(expired) > 0 {
 			reason := fmt.Sprintf("visibility timeout (%s) passed after delivery %d of %d", q.cfg.Visibility, q.cfg.MaxDeliveries, q.cfg.MaxDeliveries)
 			for i, id := range expired {
@@ -1117,7 +1250,7 @@ func (b *Backend) Redrive(ctx context.Context, queue string, limit int) (int, er
 		if len(ids) == 0 {
 			return nil
 		}
-		if _, err := insertRowsAt(ctx, tx, q.id, msgs, 0, sent); err != nil {
+		if _, err := b.insertRowsAt(ctx, tx, q.id, msgs, 0, sent); err != nil {
 			return err
 		}
 		for i, id := range ids {
