@@ -79,7 +79,8 @@ type Options struct {
 	Permanent func(error) bool
 	Dial      Dialer
 
-	segment int64 // tests: journal checkpoint interval (default segmentSize)
+	segment    int64 // tests: journal checkpoint interval (default segmentSize)
+	verifySpan int64 // tests: bytes per remote range check (default verifySpan)
 	// tests: called with a batch's temporary files before they are verified
 	beforeBatchVerify func(temps []string)
 }
