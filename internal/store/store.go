@@ -45,6 +45,8 @@ type Store struct {
 	// wsem serialises Update within this process, so goroutines queue here
 	// (honouring their contexts) instead of polling the file lock.
 	wsem chan struct{}
+	// wq serialises Update across processes (see writerQueue).
+	wq *writerQueue
 }
 
 // Open opens the database FileName in dir, creating dir (0700) and the file
@@ -72,7 +74,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 		rw.Close()
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
-	s := &Store{path: path, rw: rw, ro: ro, wsem: make(chan struct{}, 1)}
+	s := &Store{path: path, rw: rw, ro: ro, wsem: make(chan struct{}, 1), wq: openWriterQueue(path)}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -113,7 +115,7 @@ func dsn(path, params string) string {
 
 // Close closes the database. The Store must not be used afterwards.
 func (s *Store) Close() error {
-	return errors.Join(s.ro.Close(), s.rw.Close())
+	return errors.Join(s.ro.Close(), s.rw.Close(), s.wq.close())
 }
 
 // Path returns the absolute path of the database file.
@@ -145,6 +147,8 @@ func (s *Store) update(ctx context.Context, op string, passFnErr bool, fn func(t
 		return s.waitErr(ctx, op)
 	}
 	defer func() { <-s.wsem }()
+	leave := s.wq.enter(ctx)
+	defer leave()
 	return s.run(ctx, op, passFnErr, s.rw, nil, fn)
 }
 
