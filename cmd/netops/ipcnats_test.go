@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -29,47 +27,24 @@ func TestScriptsIPCOnNATS(t *testing.T) {
 	for _, name := range ipcScriptsOnNATS {
 		files = append(files, filepath.Join(repo, "testdata", "script", name+".txtar"))
 	}
-	testscript.Run(t, testscript.Params{
-		Files:               files,
-		RequireExplicitExec: true,
-		Condition: func(cond string) (bool, error) {
-			switch cond {
-			case "root":
-				return os.Geteuid() == 0, nil
-			}
-			return false, fmt.Errorf("unknown condition %q", cond)
-		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"listen":     cmdListen,
-			"envsubst":   cmdEnvsubst,
-			"natsserver": cmdNATSServer,
-			"waitport":   cmdWaitPort,
-			"waitfile":   cmdWaitFile,
-		},
-		Setup: func(env *testscript.Env) error {
-			work := env.WorkDir
-			env.Setenv("HOME", filepath.Join(work, "home"))
-			env.Setenv("XDG_STATE_HOME", filepath.Join(work, "xdg-state"))
-			env.Setenv("XDG_CONFIG_HOME", filepath.Join(work, "home", ".config"))
-			env.Setenv("NETOPS_STATE_DIR", filepath.Join(work, "state"))
-			env.Setenv("NO_COLOR", "1")
-			env.Setenv("REPO", repo)
-			gorace := os.Getenv("GORACE")
-			if gorace == "" {
-				gorace = "atexit_sleep_ms=0"
-			}
-			env.Setenv("GORACE", gorace)
-			srv, err := server.Start(context.Background(), server.Options{
-				Listen:   "127.0.0.1:-1",
-				StoreDir: filepath.Join(work, "nats-store"),
-			})
-			if err != nil {
-				return err
-			}
-			env.Defer(func() { srv.Shutdown(); srv.WaitForShutdown() })
-			env.Setenv("NETOPS_BACKEND_KIND", "nats")
-			env.Setenv("NETOPS_BACKEND_URL", srv.ClientURL())
-			return nil
-		},
-	})
+	p := scriptParams(repo)
+	p.Files = files
+	isolate := p.Setup
+	p.Setup = func(env *testscript.Env) error {
+		if err := isolate(env); err != nil {
+			return err
+		}
+		srv, err := server.Start(context.Background(), server.Options{
+			Listen:   "127.0.0.1:-1",
+			StoreDir: filepath.Join(env.WorkDir, "nats-store"),
+		})
+		if err != nil {
+			return err
+		}
+		env.Defer(func() { srv.Shutdown(); srv.WaitForShutdown() })
+		env.Setenv("NETOPS_BACKEND_KIND", "nats")
+		env.Setenv("NETOPS_BACKEND_URL", srv.ClientURL())
+		return nil
+	}
+	testscript.Run(t, p)
 }

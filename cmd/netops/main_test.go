@@ -124,8 +124,16 @@ func TestScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testscript.Run(t, testscript.Params{
-		Dir:                 filepath.Join(repo, "testdata", "script"),
+	p := scriptParams(repo)
+	p.Dir = filepath.Join(repo, "testdata", "script")
+	testscript.Run(t, p)
+}
+
+// scriptParams are the settings every testscript run shares: its
+// conditions, its commands, and a Setup that keeps each script away from the
+// real home, config and state dirs (including /var/lib/netops as root).
+func scriptParams(repo string) testscript.Params {
+	return testscript.Params{
 		RequireExplicitExec: true,
 		Condition: func(cond string) (bool, error) {
 			switch cond {
@@ -144,8 +152,6 @@ func TestScripts(t *testing.T) {
 		},
 		Setup: func(env *testscript.Env) error {
 			work := env.WorkDir
-			// Keep every script away from the real home, config and state dirs,
-			// including /var/lib/netops when tests run as root.
 			env.Setenv("HOME", filepath.Join(work, "home"))
 			env.Setenv("XDG_STATE_HOME", filepath.Join(work, "xdg-state"))
 			env.Setenv("XDG_CONFIG_HOME", filepath.Join(work, "home", ".config"))
@@ -161,5 +167,5 @@ func TestScripts(t *testing.T) {
 			env.Setenv("GORACE", gorace)
 			return nil
 		},
-	})
+	}
 }
