@@ -26,18 +26,24 @@ printf '  flock FILE true             median %7s ms\n' "$f"
 awk -v a="$n" -v b="$f" 'BEGIN {r=a/b; printf "  ratio netops/flock %.2fx (goal <= 5x: %s)\n", r, (r <= 5 ? "MET" : "MISSED")}'
 
 echo "== lock: contended, 8 processes x 50 increments =="
-incr='n=$(cat "$0"); echo $((n+1)) > "$0"'
-contended() { # $1 = netops|flock
+# The command under the lock increments a counter file and notes when it
+# started and ended (bash's $EPOCHREALTIME, no extra process), so the run also
+# shows where the time goes: the hand-off gap (one holder's command ended ->
+# the next one's started) and the CPU time (user+sys of every process) per
+# increment.
+incr='echo S $EPOCHREALTIME >> "$1"; n=$(cat "$0"); echo $((n+1)) > "$0"; echo E $EPOCHREALTIME >> "$1"'
+contended() { # $1 = netops|flock; prints: wall_ms gap_median gap_p90 cpu_ms_per_increment
   echo 0 > "$work/counter"
+  : > "$work/times"
   local t0 t1
   t0=$(date +%s%N)
   for _ in $(seq 8); do
     (
       for _ in $(seq 50); do
         if [ "$1" = netops ]; then
-          "$NETOPS" lock run bench-c -- sh -c "$incr" "$work/counter"
+          "$NETOPS" lock run bench-c -- bash -c "$incr" "$work/counter" "$work/times"
         else
-          flock "$work/flock-c" sh -c "$incr" "$work/counter"
+          flock "$work/flock-c" bash -c "$incr" "$work/counter" "$work/times"
         fi
       done
     ) &
@@ -46,11 +52,18 @@ contended() { # $1 = netops|flock
   t1=$(date +%s%N)
   local c; c=$(cat "$work/counter")
   [ "$c" = 400 ] || { echo "  $1: counter $c, want 400: LOST UPDATES" >&2; exit 1; }
-  echo $(( (t1 - t0) / 1000000 ))
+  local gaps cpu
+  gaps=$(awk '$1=="E"{e=$2} $1=="S" && e {printf "%.3f\n", ($2-e)*1000}' "$work/times" | sort -n |
+    awk '{a[NR]=$1} END {printf "%.2f %.2f", a[int((NR+1)/2)], a[int(NR*0.9+0.5)]}')
+  # `times` (second line): CPU time of the children this shell waited for.
+  times > "$work/cpu"
+  cpu=$(tail -n 1 "$work/cpu" | awk '{split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.1f", (u[1]*60 + u[2] + s[1]*60 + s[2]) * 1000 / 400}')
+  echo "$(( (t1 - t0) / 1000000 )) $gaps $cpu"
 }
-cn=$(contended netops); cf=$(contended flock)
-printf '  netops lock run   %6d ms (counter exact)\n' "$cn"
-printf '  flock(1)          %6d ms (counter exact)\n' "$cf"
+read -r cn gn50 gn90 pn <<<"$(contended netops)"
+read -r cf gf50 gf90 pf <<<"$(contended flock)"
+printf '  netops lock run   %6d ms (counter exact)  hand-off gap median %s ms, p90 %s ms; CPU %s ms per increment\n' "$cn" "$gn50" "$gn90" "$pn"
+printf '  flock(1)          %6d ms (counter exact)  hand-off gap median %s ms, p90 %s ms; CPU %s ms per increment\n' "$cf" "$gf50" "$gf90" "$pf"
 awk -v a="$cn" -v b="$cf" 'BEGIN {r=a/b; printf "  ratio netops/flock %.2fx (goal <= 2.0: %s)\n", r, (r <= 2 ? "MET" : "MISSED")}'
 
 echo "== lock: in-process acquire+release (go test -bench) =="
