@@ -452,8 +452,11 @@ func (f *sendFlags) template() (ipc.Outgoing, error) {
 	return m, ipc.ValidateOutgoing(m)
 }
 
-// sendBatch is how many stdin records one transaction stores at most.
-const sendBatch = 1000
+// sendBatch is how many stdin records one transaction stores at most
+// (fewer when stdin has no more at hand: a batch never holds more than the
+// 256 KiB read buffer plus one record). Larger transactions cost less per
+// message.
+const sendBatch = 5000
 
 // sendInput reads the messages of a send or publish (argument, stdin, or
 // stdin split by --lines / -0) and hands them to put in batches. It stops
@@ -563,7 +566,7 @@ func newIPCSendCmd(a *app) *cobra.Command {
 		Short: "Send a message (or one per stdin line with --lines) to a queue",
 		Long: `Send MESSAGE, or stdin as one message, to QUEUE. With --lines every line of stdin
 is a message (-0: every NUL-terminated record); they are stored in batches of up to
-1000 per transaction, and sent as they come when stdin is slow (tail -f | ...).
+5000 per transaction, and sent as they come when stdin is slow (tail -f | ...).
 
 Prints the message id (JSON with --output json); with --lines / -0, a summary on
 stderr. When the queue is full, drop-oldest removes the oldest messages and says so
@@ -754,18 +757,33 @@ passed first (what did arrive is printed).`,
 // recvBatch is the most messages one Receive takes.
 const recvBatch = 1000
 
+// runRecv receives in batches: it prints a batch, flushes stdout, and then
+// acknowledges that batch and takes the next in one round trip
+// (ipc.AckAndReceive), so a message is acknowledged only once it was
+// written. Killed in between, the printed batch comes back after the
+// visibility timeout (at-least-once).
 func (a *app) runRecv(ctx context.Context, b ipc.Backend, queue, what string, f *recvFlags, format render.Format) error {
 	p := a.newPrinter(format, f.null)
 	got := 0
+	var printed []ipc.Delivery // printed, not acknowledged yet
 	for f.count == 0 || got < f.count {
 		want := recvBatch
 		if f.count > 0 {
 			want = min(want, f.count-got)
 		}
-		ds, err := b.Receive(ctx, queue, ipc.ReceiveOptions{Max: want, Wait: f.wait})
-		if err != nil {
+		ds, err := ipc.AckAndReceive(ctx, b, queue, printed, ipc.ReceiveOptions{Max: want, Wait: f.wait})
+		if err != nil && !errors.Is(err, ipc.ErrLost) {
+			// The acknowledgement may not have been done (ctx ended, the
+			// database failed): once more, on its own, even when ctx
+			// ended. A best effort (what failed may have acknowledged
+			// some): the first error tells.
+			if len(printed) > 0 {
+				_ = b.AckAll(context.WithoutCancel(ctx), printed)
+			}
 			return err
 		}
+		_ = a.ackErr(err) // lost: logged
+		printed = nil
 		if len(ds) == 0 {
 			if f.count == 0 && got > 0 {
 				return nil
@@ -789,16 +807,21 @@ func (a *app) runRecv(ctx context.Context, b ipc.Backend, queue, what string, f 
 			}
 			return fmt.Errorf("write stdout: %w (the messages stay in the queue)", werr)
 		}
-		if err := b.AckAll(context.WithoutCancel(ctx), ds); err != nil {
-			if errors.Is(err, ipc.ErrLost) {
-				a.log.Warn("printed messages were not acknowledged in time and may be delivered again", "err", err)
-			} else {
-				return err
-			}
-		}
+		printed = ds
 		got += len(ds)
 	}
-	return nil
+	// Printed: acknowledged even when ctx ended meanwhile.
+	return a.ackErr(b.AckAll(context.WithoutCancel(ctx), printed))
+}
+
+// ackErr is nil for a lost acknowledgement, which it logs: the message was
+// printed, and may be delivered again.
+func (a *app) ackErr(err error) error {
+	if errors.Is(err, ipc.ErrLost) {
+		a.log.Warn("printed messages were not acknowledged in time and may be delivered again", "err", err)
+		return nil
+	}
+	return err
 }
 
 func newIPCPeekCmd(a *app) *cobra.Command {

@@ -71,6 +71,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) ipc.Backend) {
 		{"DeadLetterAfterVisibility", s.testDeadLetterVisibility},
 		{"Redrive", s.testRedrive},
 		{"AckAll", s.testAckAll},
+		{"AckAndReceive", s.testAckAndReceive},
 		{"Stats", s.testStats},
 		{"PurgeAndDelete", s.testPurgeDelete},
 		{"ConcurrentReceiversEachOnce", s.testConcurrentReceivers},
@@ -711,6 +712,44 @@ func (s *suite) testAckAll(t *testing.T) {
 	}
 	if st.Ready != 0 || st.InFlight != 0 || st.Acked != 30 || st.Sent != 30 {
 		t.Fatalf("after AckAll: ready %d in flight %d acked %d sent %d", st.Ready, st.InFlight, st.Acked, st.Sent)
+	}
+}
+
+// AckAndReceive settles one batch and takes the next: every message once,
+// in order, all acknowledged in the end.
+func (s *suite) testAckAndReceive(t *testing.T) {
+	b := s.backend(t)
+	q := s.queue(t, b, ipc.QueueConfig{})
+	var bodies []string
+	for i := range 25 {
+		bodies = append(bodies, fmt.Sprint(i))
+	}
+	send(t, b, q, text(bodies...)...)
+	var got []string
+	var prev []ipc.Delivery
+	for {
+		ds, err := ipc.AckAndReceive(ctxT(t), b, q, prev, ipc.ReceiveOptions{Max: 10})
+		if err != nil {
+			t.Fatalf("AckAndReceive: %v", err)
+		}
+		if len(ds) == 0 {
+			break
+		}
+		if len(ds) > 10 {
+			t.Fatalf("AckAndReceive(Max 10) returned %d", len(ds))
+		}
+		for _, d := range ds {
+			got = append(got, string(d.Message().Body))
+		}
+		prev = ds
+	}
+	wantBodies(t, "received", got, bodies...)
+	st, err := b.QueueStats(ctxT(t), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Ready != 0 || st.InFlight != 0 || st.Acked != 25 {
+		t.Fatalf("after AckAndReceive: ready %d in flight %d acked %d", st.Ready, st.InFlight, st.Acked)
 	}
 }
 

@@ -19,6 +19,9 @@
 // sets visible_ns to now + delay, or marks the row dead when its deliveries
 // reached the queue's max_deliveries. A row whose visibility passed with
 // deliveries at the maximum is marked dead by the next Receive.
+// AckAndReceive (ipc.AckReceiver, what `ipc recv` uses between batches)
+// runs the acknowledgement of one batch and the receive of the next in one
+// transaction.
 //
 // The size bound is enforced in the send transaction: ipc_queues.depth
 // counts the live rows (kept exact by every transaction that adds or
@@ -515,10 +518,20 @@ func (b *Backend) Send(ctx context.Context, queue string, msgs []ipc.Outgoing) (
 		if err != nil {
 			return err
 		}
+		// One allocation for the messages and one for their IDs, rather
+		// than growing the slice and formatting a string per message.
+		res.Messages = make([]ipc.Message, len(stored))
+		ids := make([]byte, 0, 8*len(stored))
+		for _, id := range stored {
+			ids = strconv.AppendInt(ids, id, 10)
+		}
+		idStr, start := string(ids), 0
 		for i, id := range stored {
 			m := msgs[i]
-			res.Messages = append(res.Messages, ipc.Message{ID: strconv.FormatInt(id, 10), Seq: uint64(id), Queue: queue,
-				Priority: ipc.PriorityOfRank(rank(m.Priority)), Sender: m.Sender, Headers: m.Headers, Time: now})
+			end := start + decimalLen(id)
+			res.Messages[i] = ipc.Message{ID: idStr[start:end], Seq: uint64(id), Queue: queue,
+				Priority: ipc.PriorityOfRank(rank(m.Priority)), Sender: m.Sender, Headers: m.Headers, Time: now}
+			start = end
 		}
 		dropped, err := bound(ctx, tx, q, int64(n))
 		if err != nil {
@@ -535,6 +548,16 @@ func (b *Backend) Send(ctx context.Context, queue string, msgs []ipc.Outgoing) (
 		b.ring("q", queue)
 	}
 	return res, full
+}
+
+// decimalLen is the number of digits of n >= 0.
+func decimalLen(n int64) int {
+	d := 1
+	for n >= 10 {
+		n /= 10
+		d++
+	}
+	return d
 }
 
 // insertRows is how many rows one INSERT statement carries: multi-row
@@ -810,90 +833,115 @@ func (b *Backend) AckAll(ctx context.Context, ds []ipc.Delivery) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	own := make([]*delivery, 0, len(ds))
+	a, err := b.newAcks(ds)
+	if err != nil {
+		return err
+	}
+	b.prepare(ctx, ackDeleteSQL, ackCountSQL)
+	if err := b.st.Update(ctx, func(tx *sql.Tx) error { return a.exec(ctx, tx) }); err != nil {
+		return dbError(ctx, "acknowledge", err)
+	}
+	return a.err()
+}
+
+// acks is an acknowledgement of deliveries, run by AckAll or, in the
+// transaction of the next receive, by AckAndReceive.
+type acks struct {
+	b     *Backend
+	own   []*delivery
+	order []ackKey
+	// groups: one DELETE per receipt (a Receive call) and priority; the
+	// rows it does not delete were delivered again or dropped meanwhile.
+	groups map[ackKey]*ackGroup
+	// Results of the last exec.
+	lost  []string // ids of the groups that lost some
+	lostN int
+}
+
+type ackKey struct {
+	receipt int64
+	prio    int
+}
+
+type ackGroup struct {
+	qid    int64
+	lo, hi int64 // id range
+	n      int
+	ds     []*delivery
+}
+
+func (b *Backend) newAcks(ds []ipc.Delivery) (*acks, error) {
+	a := &acks{b: b, own: make([]*delivery, 0, len(ds)), groups: map[ackKey]*ackGroup{}}
 	for _, d := range ds {
 		ld, ok := d.(*delivery)
 		if !ok || ld.b != b {
-			return fmt.Errorf("%w: delivery of another backend", ipc.ErrInvalid)
+			return nil, fmt.Errorf("%w: delivery of another backend", ipc.ErrInvalid)
 		}
-		own = append(own, ld)
-	}
-	// One DELETE per receipt (a Receive call) and priority: the rows it
-	// does not return were delivered again or dropped meanwhile.
-	type gkey struct {
-		receipt int64
-		prio    int
-	}
-	type group struct {
-		qid int64
-		ds  []*delivery
-	}
-	groups := map[gkey]*group{}
-	var order []gkey
-	for _, d := range own {
-		k := gkey{d.receipt, d.msg.Priority.Rank()}
-		g := groups[k]
+		a.own = append(a.own, ld)
+		k := ackKey{ld.receipt, ld.msg.Priority.Rank()}
+		g := a.groups[k]
+		seq := int64(ld.msg.Seq)
 		if g == nil {
-			g = &group{qid: d.qid}
-			groups[k] = g
-			order = append(order, k)
+			g = &ackGroup{qid: ld.qid, lo: seq, hi: seq}
+			a.groups[k] = g
+			a.order = append(a.order, k)
 		}
-		g.ds = append(g.ds, d)
+		g.lo, g.hi = min(g.lo, seq), max(g.hi, seq)
+		g.n++
+		g.ds = append(g.ds, ld)
 	}
-	var lost []string // ids of the groups that lost some
-	lostN := 0
-	b.prepare(ctx, ackDeleteSQL, ackCountSQL)
-	err := b.st.Update(ctx, func(tx *sql.Tx) error {
-		lost, lostN = lost[:0], 0
-		acked := map[int64]int{}
-		for _, k := range order {
-			g := groups[k]
-			// The receipt is unique to one Receive: its rows in the id
-			// range of the group are exactly the group (a range scan).
-			lo, hi := int64(g.ds[0].msg.Seq), int64(g.ds[0].msg.Seq)
+	return a, nil
+}
+
+// exec deletes the acknowledged rows in tx and counts them; a retried
+// transaction may run it again.
+func (a *acks) exec(ctx context.Context, tx *sql.Tx) error {
+	a.lost, a.lostN = a.lost[:0], 0
+	acked := map[int64]int{}
+	for _, k := range a.order {
+		g := a.groups[k]
+		// The receipt is unique to one Receive: its rows in the id range
+		// of the group are exactly the group (a range scan).
+		res, err := a.b.exec(ctx, tx, ackDeleteSQL, g.qid, k.prio, g.lo, g.hi, k.receipt)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if int(n) < g.n {
+			// Which ones is not known (they are gone); name them all when
+			// few.
+			a.lostN += g.n - int(n)
 			for _, d := range g.ds {
-				lo, hi = min(lo, int64(d.msg.Seq)), max(hi, int64(d.msg.Seq))
-			}
-			res, err := b.exec(ctx, tx, ackDeleteSQL, g.qid, k.prio, lo, hi, k.receipt)
-			if err != nil {
-				return err
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return err
-			}
-			if int(n) < len(g.ds) {
-				// Which ones is not known (they are gone); name them all
-				// when few.
-				lostN += len(g.ds) - int(n)
-				for _, d := range g.ds {
-					lost = append(lost, d.msg.ID)
-				}
-			}
-			acked[g.qid] += int(n)
-		}
-		for qid, n := range acked {
-			if n == 0 {
-				continue
-			}
-			if _, err := b.exec(ctx, tx, ackCountSQL, n, n, qid); err != nil {
-				return err
+				a.lost = append(a.lost, d.msg.ID)
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return dbError(ctx, "acknowledge", err)
+		acked[g.qid] += int(n)
 	}
+	for qid, n := range acked {
+		if n == 0 {
+			continue
+		}
+		if _, err := a.b.exec(ctx, tx, ackCountSQL, n, n, qid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// err reports the deliveries the last exec found lost.
+func (a *acks) err() error {
 	switch {
-	case lostN > 0 && len(own) == 1:
-		return own[0].lost()
-	case lostN > 0 && len(lost) <= 10:
+	case a.lostN > 0 && len(a.own) == 1:
+		return a.own[0].lost()
+	case a.lostN > 0 && len(a.lost) <= 10:
 		return fmt.Errorf("%w: %d of %d messages (among %s) were delivered again or dropped after their visibility timeout",
-			ipc.ErrLost, lostN, len(own), strings.Join(lost, ", "))
-	case lostN > 0:
+			ipc.ErrLost, a.lostN, len(a.own), strings.Join(a.lost, ", "))
+	case a.lostN > 0:
 		return fmt.Errorf("%w: %d of %d messages were delivered again or dropped after their visibility timeout",
-			ipc.ErrLost, lostN, len(own))
+			ipc.ErrLost, a.lostN, len(a.own))
 	}
 	return nil
 }
@@ -910,6 +958,25 @@ func newReceipt() int64 {
 
 // Receive implements ipc.Backend.
 func (b *Backend) Receive(ctx context.Context, queue string, opts ipc.ReceiveOptions) ([]ipc.Delivery, error) {
+	return b.receive(ctx, queue, opts, nil)
+}
+
+// AckAndReceive implements ipc.AckReceiver: the acknowledgement and the
+// first attempt to receive are one transaction.
+func (b *Backend) AckAndReceive(ctx context.Context, queue string, ds []ipc.Delivery, opts ipc.ReceiveOptions) ([]ipc.Delivery, error) {
+	var a *acks
+	if len(ds) > 0 {
+		var err error
+		if a, err = b.newAcks(ds); err != nil {
+			return nil, err
+		}
+	}
+	return b.receive(ctx, queue, opts, a)
+}
+
+// receive is Receive after acknowledging a (when not nil) in the
+// transaction of its first attempt.
+func (b *Backend) receive(ctx context.Context, queue string, opts ipc.ReceiveOptions, a *acks) ([]ipc.Delivery, error) {
 	if err := ipc.ValidateName("queue", queue); err != nil {
 		return nil, err
 	}
@@ -926,22 +993,29 @@ func (b *Backend) Receive(ctx context.Context, queue string, opts ipc.ReceiveOpt
 		deadline = t.C
 	}
 	bell := b.bellPath("q", queue)
+	var ackErr error // lost acknowledgements
 	for {
 		rung := fsutil.BellTime(bell)
-		ds, next, err := b.tryReceive(ctx, queue, opts.Max)
-		if err != nil || len(ds) > 0 || opts.Wait == 0 {
-			return ds, err
+		ds, next, err := b.tryReceive(ctx, queue, opts.Max, a)
+		if err != nil {
+			return nil, err
+		}
+		if a != nil {
+			ackErr, a = a.err(), nil // done
+		}
+		if len(ds) > 0 || opts.Wait == 0 {
+			return ds, ackErr
 		}
 		select {
 		case <-deadline:
-			return nil, nil
+			return nil, ackErr
 		default:
 		}
 		if !b.sleep(ctx, bell, rung, next, deadline) {
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("receive from queue %s: %w", queue, err)
 			}
-			return nil, nil
+			return nil, ackErr
 		}
 	}
 }
@@ -1000,12 +1074,17 @@ const (
 // order, one UPDATE per priority marks them. A row whose visibility passed
 // after its last allowed delivery gets deliveries > max_deliveries: it is
 // marked dead instead (its count restored) and not delivered.
-func (b *Backend) tryReceive(ctx context.Context, queue string, maxN int) ([]ipc.Delivery, int64, error) {
-	b.prepare(ctx, getQueueSQL, recvSelectSQL, recvMarkSQL)
+func (b *Backend) tryReceive(ctx context.Context, queue string, maxN int, a *acks) ([]ipc.Delivery, int64, error) {
+	b.prepare(ctx, getQueueSQL, recvSelectSQL, recvMarkSQL, ackDeleteSQL, ackCountSQL)
 	var out []ipc.Delivery
 	var next int64
 	err := b.st.Update(ctx, func(tx *sql.Tx) error {
 		out, next = nil, 0
+		if a != nil {
+			if err := a.exec(ctx, tx); err != nil {
+				return err
+			}
+		}
 		q, err := b.getQueue(ctx, tx, queue)
 		if err != nil {
 			return err
@@ -1027,24 +1106,24 @@ func (b *Backend) tryReceive(ctx context.Context, queue string, maxN int) ([]ipc
 		var spans []span // in key order: priorities descending
 		var expired []int64
 		var expiredPrio []int
-		// Few allocations per batch rather than several per message: the
-		// deliveries share arrays, the bodies buffers (each body capped at
-		// its length), the ids one string, and equal senders one string.
-		var slab []delivery
+		bl := newBuilder(b, queue, q, receipt, maxN)
 		var (
-			bodies             []byte
-			ids                []byte
-			idEnd              []int
 			sender, hdrs, body sql.RawBytes
-			lastSender         string
+			vals               [4]any
 		)
 		for rows.Next() {
-			var id, sent int64
-			var prio, deliveries int
-			if err := rows.Scan(&id, &prio, &deliveries, &sent, &sender, &hdrs, &body); err != nil {
+			// Integers into any: into *int64 database/sql converts them by
+			// reflection, a notable cost per row.
+			if err := rows.Scan(&vals[0], &vals[1], &vals[2], &vals[3], &sender, &hdrs, &body); err != nil {
 				rows.Close()
 				return err
 			}
+			id, prio64, dels64, sent, err := ints4(vals)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			prio, deliveries := int(prio64), int(dels64)
 			if n := len(spans); n == 0 || spans[n-1].prio != prio {
 				spans = append(spans, span{prio: prio, lo: id})
 			}
@@ -1055,39 +1134,13 @@ func (b *Backend) tryReceive(ctx context.Context, queue string, maxN int) ([]ipc
 				expiredPrio = append(expiredPrio, prio)
 				continue
 			}
-			if len(slab) == cap(slab) {
-				// A new array: the deliveries handed out point into the
-				// old ones.
-				slab = make([]delivery, 0, min(maxN, 1024))
-			}
-			slab = append(slab, delivery{b: b, qid: q.id, receipt: receipt, maxDel: q.cfg.MaxDeliveries, vis: q.cfg.Visibility})
-			d := &slab[len(slab)-1]
-			out = append(out, d)
-			if string(sender) != lastSender {
-				lastSender = string(sender)
-			}
-			if body != nil {
-				if bodies == nil || cap(bodies)-len(bodies) < len(body) {
-					bodies = make([]byte, 0, max(64<<10, len(body)))
-				}
-				k := len(bodies)
-				bodies = append(bodies, body...)
-				d.msg.Body = bodies[k:len(bodies):len(bodies)]
-			}
-			ids = strconv.AppendInt(ids, id, 10)
-			idEnd = append(idEnd, len(ids))
-			d.msg.Seq, d.msg.Queue, d.msg.Deliveries, d.msg.Sender = uint64(id), queue, deliveries, lastSender
-			d.msg.Priority, d.msg.Time, d.msg.Headers = ipc.PriorityOfRank(prio), time.Unix(0, sent), decodeRawHeaders(hdrs)
+			bl.add(id, prio, deliveries, sent, sender, hdrs, body)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		idStr := string(ids)
-		start := 0
-		for i, d := range out {
-			d.(*delivery).msg.ID, start = idStr[start:idEnd[i]], idEnd[i]
-		}
+		out = bl.finish()
 		// Within a priority the picked rows are all the visible rows
 		// between the first and the last picked: a range, not seeks.
 		for _, sp := range spans {
@@ -1123,6 +1176,75 @@ func (b *Backend) tryReceive(ctx context.Context, queue string, maxN int) ([]ipc
 		return nil, 0, dbError(ctx, "receive from queue "+queue, err)
 	}
 	return out, next, nil
+}
+
+// ints4 returns four integer column values scanned into any.
+func ints4(v [4]any) (a, b, c, d int64, err error) {
+	var ok [4]bool
+	a, ok[0] = v[0].(int64)
+	b, ok[1] = v[1].(int64)
+	c, ok[2] = v[2].(int64)
+	d, ok[3] = v[3].(int64)
+	if ok != [4]bool{true, true, true, true} {
+		return 0, 0, 0, 0, fmt.Errorf("unexpected column types %T %T %T %T", v[0], v[1], v[2], v[3])
+	}
+	return a, b, c, d, nil
+}
+
+// builder makes the deliveries of one receive with few allocations per
+// batch rather than several per message: the deliveries share arrays, the
+// bodies buffers (each body capped at its length), the ids one string, and
+// equal senders one string.
+type builder struct {
+	b          *Backend
+	queue      string
+	q          queueRow
+	receipt    int64
+	batch      int
+	out        []ipc.Delivery
+	slab       []delivery
+	bodies     []byte
+	ids        []byte
+	idAt       [][2]int // where the ID of each delivery is in ids
+	lastSender string
+}
+
+func newBuilder(b *Backend, queue string, q queueRow, receipt int64, batch int) *builder {
+	return &builder{b: b, queue: queue, q: q, receipt: receipt, batch: batch}
+}
+
+// add adds a delivery; the byte slices may be reused by the caller after.
+func (bl *builder) add(id int64, prio, deliveries int, sent int64, sender, hdrs, body []byte) {
+	if len(bl.slab) == cap(bl.slab) {
+		// A new array: the deliveries handed out point into the old ones.
+		bl.slab = make([]delivery, 0, min(max(bl.batch, 1), 1024))
+	}
+	bl.slab = append(bl.slab, delivery{b: bl.b, qid: bl.q.id, receipt: bl.receipt, maxDel: bl.q.cfg.MaxDeliveries, vis: bl.q.cfg.Visibility})
+	d := &bl.slab[len(bl.slab)-1]
+	bl.out = append(bl.out, d)
+	if string(sender) != bl.lastSender {
+		bl.lastSender = string(sender)
+	}
+	if bl.bodies == nil || cap(bl.bodies)-len(bl.bodies) < len(body) {
+		bl.bodies = make([]byte, 0, max(64<<10, len(body)))
+	}
+	k := len(bl.bodies)
+	bl.bodies = append(bl.bodies, body...)
+	d.msg.Body = bl.bodies[k:len(bl.bodies):len(bl.bodies)]
+	k = len(bl.ids)
+	bl.ids = strconv.AppendInt(bl.ids, id, 10)
+	bl.idAt = append(bl.idAt, [2]int{k, len(bl.ids)})
+	d.msg.Seq, d.msg.Queue, d.msg.Deliveries, d.msg.Sender = uint64(id), bl.queue, deliveries, bl.lastSender
+	d.msg.Priority, d.msg.Time, d.msg.Headers = ipc.PriorityOfRank(prio), time.Unix(0, sent), decodeRawHeaders(hdrs)
+}
+
+// finish returns the deliveries, their IDs set.
+func (bl *builder) finish() []ipc.Delivery {
+	idStr := string(bl.ids)
+	for i, d := range bl.out {
+		d.(*delivery).msg.ID = idStr[bl.idAt[i][0]:bl.idAt[i][1]]
+	}
+	return bl.out
 }
 
 func scanMessages(rows *sql.Rows, queue string) ([]ipc.Message, error) {
