@@ -4,7 +4,8 @@
 # Local backend: N messages (default 100000) sent by ONE `netops ipc send --lines`
 # process and received by ONE `netops ipc recv --count N` process; msgs/s each
 # way, as a ratio to raw SQLite inserts of the same lines through the same driver
-# and settings (bench/sqliteraw). Goal: >= 0.5 both ways.
+# and settings (bench/sqliteraw), both timed as whole processes. Goal: >= 0.5
+# both ways.
 #
 #   bench/ipc.sh                (NETOPS=./bin/netops, IPC_BENCH_N=100000)
 set -euo pipefail
@@ -24,9 +25,15 @@ awk -v n="$N" 'BEGIN {for (i = 1; i <= n; i++) printf "message %d from the ipc b
 # ---- local backend (SQLite) ----
 echo "== ipc local: $N messages, one send --lines process, one recv process =="
 go build -o "$work/sqliteraw" ./bench/sqliteraw
+# The anchor is timed as netops is: the whole process, from start to exit
+# (reading stdin, opening the database, the inserts, closing it). Its own
+# figure for the insert loop alone is printed beside, with the ratios to it.
+t0=$(now_ns)
 raw_line=$("$work/sqliteraw" -db "$work/raw.db" < "$work/lines.txt")
-raw=$(awk '{print $(NF-1)}' <<<"$raw_line")
-printf '  anchor: raw SQLite inserts (1000 per transaction)  %8s rows/s\n' "$raw"
+t1=$(now_ns)
+raw=$(rate "$N" $((t1 - t0)))
+raw_loop=$(awk '{print $(NF-1)}' <<<"$raw_line")
+printf '  anchor: raw SQLite inserts (1000 per transaction)  %8s rows/s (whole process; the insert loop alone: %s rows/s)\n' "$raw" "$raw_loop"
 
 export NETOPS_STATE_DIR=$work/state
 "$NETOPS" ipc queue create bench --max-size "$N"
@@ -40,8 +47,9 @@ got=$(wc -l < "$work/received.txt")
 cmp -s "$work/lines.txt" "$work/received.txt" || { echo "  received messages differ from those sent (order or content)" >&2; exit 1; }
 send=$(rate "$N" $((t1 - t0)))
 recv=$(rate "$N" $((t2 - t1)))
-printf '  netops ipc send --lines (one process)              %8s msgs/s  ratio to raw inserts %s\n' "$send" "$(ratio "$send" "$raw" 0.5)"
-printf '  netops ipc recv --count %s (one process)       %8s msgs/s  ratio to raw inserts %s\n' "$N" "$recv" "$(ratio "$recv" "$raw" 0.5)"
+loopratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+printf '  netops ipc send --lines (one process)              %8s msgs/s  ratio to raw inserts %s; to the loop alone %s\n' "$send" "$(ratio "$send" "$raw" 0.5)" "$(loopratio "$send" "$raw_loop")"
+printf '  netops ipc recv --count %s (one process)       %8s msgs/s  ratio to raw inserts %s; to the loop alone %s\n' "$N" "$recv" "$(ratio "$recv" "$raw" 0.5)" "$(loopratio "$recv" "$raw_loop")"
 
 # Idle receivers do not poll: CPU time of a `recv --wait 5s` that gets nothing.
 /usr/bin/env time -f '%U %S' -o "$work/cpu" "$NETOPS" ipc recv bench --wait 5s >/dev/null 2>&1 || true
