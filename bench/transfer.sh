@@ -185,15 +185,26 @@ say "== transfer benchmarks: OpenSSH sshd on 127.0.0.1:$port ($("$SSHD" -V 2>&1 
 # --- helpers ---------------------------------------------------------------------
 median_ms() { awk -F, 'NR==2 {printf "%.1f", $4*1000}' "$1"; }
 
+# sshd_cpu: CPU seconds (user+sys) of the sshd's reaped children so far:
+# the per-connection sshd processes, sftp-server and remote commands.
+sshd_cpu() { awk -v tk="$(getconf CLK_TCK)" '{printf "%.2f", ($16 + $17) / tk}' "/proc/$sshd_pid/stat"; }
+
 # hf NAME RUNS PREPARE CMD: hyperfine one command, print and return its median (ms).
+# Its mean CPU per run goes to $work/cpu-NAME: "client SECONDS server SECONDS"
+# (client: user+sys from hyperfine; server: the sshd side, see sshd_cpu).
 hf() {
   local name=$1 runs=$2 prep=$3 cmd=$4 csv=$OUT/transfer-$1.csv
   local args=(-N --style none --runs "$runs" --export-csv "$csv")
   [ -n "$prep" ] && args+=(--prepare "$prep")
+  local before
+  before=$(sshd_cpu)
   if ! hyperfine "${args[@]}" "$cmd" >"$work/hf-$name.log" 2>&1; then
     cat "$work/hf-$name.log" >&2
     die "$name: $cmd"
   fi
+  sleep 0.2 # the last connection's sshd is reaped
+  awk -F, -v b="$before" -v a="$(sshd_cpu)" -v n="$runs" \
+    'NR==2 {printf "client %.2f server %.2f", $5 + $6, (a - b) / n}' "$csv" >"$work/cpu-$name"
   median_ms "$csv"
 }
 
@@ -209,9 +220,11 @@ check_sha() { # check_sha FILE WHAT
   [ "$got" = "$big_sha" ] || die "$2: sha256 of $1 is $got, want $big_sha"
 }
 
-line() { # line NAME MEDIAN_MS NOTE
-  awk -v n="$1" -v m="$2" -v s="$MIB" -v note="$3" \
-    'BEGIN {printf "  %-34s median %9.1f ms  %7.0f MiB/s  %s\n", n, m, s/(m/1000), note}' | tee -a "$summary"
+line() { # line NAME MEDIAN_MS NOTE [HF_NAME]: HF_NAME adds the CPU per run
+  local cpu=''
+  [ -n "${4:-}" ] && [ -f "$work/cpu-$4" ] && cpu="  cpu s/run: $(cat "$work/cpu-$4")"
+  awk -v n="$1" -v m="$2" -v s="$MIB" -v note="$3" -v cpu="$cpu" \
+    'BEGIN {printf "  %-34s median %9.1f ms  %7.0f MiB/s  %s%s\n", n, m, s/(m/1000), note, cpu}' | tee -a "$summary"
 }
 
 # --- data ------------------------------------------------------------------------
@@ -226,6 +239,12 @@ for d in $(seq -w 0 $((NDIRS - 1))); do
 done
 nfiles=$(find "$work/small" -type f | wc -l)
 [ "$nfiles" = $((NDIRS * PERDIR)) ] || die "made $nfiles small files"
+# Every big-file run starts with nothing dirty in the page cache (the test
+# data just written, the previous tool's output): otherwise the first tool
+# that fsyncs (netops does, scp does not) also waits for those gigabytes to
+# reach the disk (ext4 commits them with its journal).
+sync
+clean() { echo "sh -c 'rm -f $1 && sync'"; } # a hyperfine --prepare command
 
 # netops command lines (flags as documented by `netops transfer copy --help`)
 # (strings for hyperfine, arrays for direct runs; no path here has spaces)
@@ -243,11 +262,11 @@ if part big; then
   say " upload:"
   run_up() { # run_up NAME CMD (the command writes $work/remote/up.bin)
     local m
-    m=$(hf "up-$1" "$RUNS" "rm -f $work/remote/up.bin" "$2")
+    m=$(hf "up-$1" "$RUNS" "$(clean "$work/remote/up.bin")" "$2")
     check_sha "$work/remote/up.bin" "upload $1"
     rm -f "$work/remote/up.bin"
     up[$1]=$m
-    line "$1" "$m" "sha256 ok"
+    line "$1" "$m" "sha256 ok" "up-$1"
   }
   printf 'put %s %s\n' "$big" "$work/remote/up.bin" >"$work/up.batch"
   printf 'get %s %s\n' "$big" "$work/local/down.bin" >"$work/down.batch"
@@ -260,11 +279,11 @@ if part big; then
   say " download:"
   run_down() {
     local m
-    m=$(hf "down-$1" "$RUNS" "rm -f $work/local/down.bin" "$2")
+    m=$(hf "down-$1" "$RUNS" "$(clean "$work/local/down.bin")" "$2")
     check_sha "$work/local/down.bin" "download $1"
     rm -f "$work/local/down.bin"
     down[$1]=$m
-    line "$1" "$m" "sha256 ok"
+    line "$1" "$m" "sha256 ok" "down-$1"
   }
   if [ "$have_netops" = 1 ]; then run_down netops "$NETOPS_COPY $URL$big $work/local/down.bin"; fi
   run_down scp "scp -F $SSHCFG -q -c aes128-gcm@openssh.com bench:$big $work/local/down.bin"
@@ -275,7 +294,8 @@ if part big; then
   if [ "$have_netops" = 1 ]; then
     ratio "netops/scp upload" "${up[netops]}" "${up[scp]}" 1.0
     ratio "netops/scp download" "${down[netops]}" "${down[scp]}" 1.0
-    say "  (netops also verifies the SHA-256 of the landed file and fsyncs it before the rename; scp does neither)"
+    say "  (netops also verifies the SHA-256 (upload: of the landed file; download: of the source, hashed on the server)"
+    say "   and fsyncs the file before the rename; scp does neither)"
   fi
 fi
 
@@ -324,13 +344,13 @@ fi
 # --- 3. verification overhead ----------------------------------------------------------------
 if part verify; then
   say "== verification overhead: $MIB MiB upload, --verify sha256 vs none, $RUNS runs each =="
-  on=$(hf up-netops-verify "$RUNS" "rm -f $work/remote/up.bin" "$NETOPS_COPY --verify sha256 $big $URL$work/remote/up.bin")
+  on=$(hf up-netops-verify "$RUNS" "$(clean "$work/remote/up.bin")" "$NETOPS_COPY --verify sha256 $big $URL$work/remote/up.bin")
   check_sha "$work/remote/up.bin" "upload netops with verification"
-  off=$(hf up-netops-noverify "$RUNS" "rm -f $work/remote/up.bin" "$NETOPS_COPY --verify none $big $URL$work/remote/up.bin")
+  off=$(hf up-netops-noverify "$RUNS" "$(clean "$work/remote/up.bin")" "$NETOPS_COPY --verify none $big $URL$work/remote/up.bin")
   check_sha "$work/remote/up.bin" "upload netops without verification"
   rm -f "$work/remote/up.bin"
-  line "netops --verify sha256" "$on" "sha256 ok"
-  line "netops --verify none" "$off" "sha256 ok"
+  line "netops --verify sha256" "$on" "sha256 ok" up-netops-verify
+  line "netops --verify none" "$off" "sha256 ok" up-netops-noverify
   awk -v a="$on" -v b="$off" 'BEGIN {o=(a/b-1)*100; printf "  verification overhead %+.1f%% (goal <= 15%%: %s)\n", o, (o <= 15 ? "MET" : "MISSED")}' | tee -a "$summary"
 fi
 

@@ -268,6 +268,16 @@ func (c *Client) SSH() *ssh.Client { return c.client }
 // Addr returns the resolved "host:port" the client is connected to.
 func (c *Client) Addr() string { return c.addr }
 
+// sftpDefaults are the options of every SFTP session before the caller's.
+func sftpDefaults() []sftp.ClientOption {
+	return []sftp.ClientOption{
+		sftp.MaxPacket(32768),
+		sftp.UseConcurrentReads(true),
+		sftp.UseConcurrentWrites(true),
+		sftp.MaxConcurrentRequestsPerFile(64),
+	}
+}
+
 // String returns "user@host:port" as used in error messages, or
 // "user@alias (host:port)" when an ssh_config alias was resolved.
 func (c *Client) String() string { return c.name }
@@ -277,13 +287,7 @@ func (c *Client) String() string { return c.name }
 // flight per file. opts are applied after these defaults and may override
 // them.
 func (c *Client) SFTP(opts ...sftp.ClientOption) (*sftp.Client, error) {
-	all := append([]sftp.ClientOption{
-		sftp.MaxPacket(32768),
-		sftp.UseConcurrentReads(true),
-		sftp.UseConcurrentWrites(true),
-		sftp.MaxConcurrentRequestsPerFile(64),
-	}, opts...)
-	sc, err := sftp.NewClient(c.client, all...)
+	sc, err := sftp.NewClient(c.client, append(sftpDefaults(), opts...)...)
 	if err != nil {
 		return nil, c.wrapErr("open SFTP session", err)
 	}

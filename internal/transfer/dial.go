@@ -45,7 +45,7 @@ func DialSFTP(ctx context.Context, t sshconn.Target, o sshconn.Options) (*SFTP, 
 	if err != nil {
 		return nil, err
 	}
-	sc, err := c.SFTP(SFTPClientOptions()...)
+	sc, _, err := c.SFTPWithLimits(SFTPTune, SFTPClientOptions()...)
 	if err != nil {
 		c.Close()
 		return nil, err

@@ -150,12 +150,28 @@ func (Local) Create(_ context.Context, p string, offset int64) (Writer, error) {
 		f.Close()
 		return nil, err
 	}
-	return &localWriter{f: f, off: offset}, nil
+	return &localWriter{f: f, off: offset, wb: offset}, nil
 }
 
 type localWriter struct {
 	f   *os.File
 	off int64
+	wb  int64 // where the next early writeback starts
+}
+
+// writebackChunk: every this many bytes written, the kernel is asked to
+// start writing them to the disk (startWriteback), so the disk works
+// while the data still comes in and the final fsync waits for the last
+// chunk only (1 GiB download on the bench box: the fsync took about 0.45 s
+// without this).
+const writebackChunk = 8 << 20
+
+func (w *localWriter) wrote(n int) {
+	w.off += int64(n)
+	if w.off-w.wb >= writebackChunk {
+		startWriteback(w.f, w.wb, w.off-w.wb)
+		w.wb = w.off
+	}
 }
 
 func (w *localWriter) WriteFrom(r io.Reader) (int64, error) {
@@ -165,7 +181,7 @@ func (w *localWriter) WriteFrom(r io.Reader) (int64, error) {
 		m, rerr := r.Read(buf)
 		if m > 0 {
 			k, werr := w.f.Write(buf[:m])
-			w.off += int64(k)
+			w.wrote(k)
 			n += int64(m)
 			if werr != nil {
 				return n, werr
@@ -184,7 +200,7 @@ func (w *localWriter) WriteFrom(r io.Reader) (int64, error) {
 // (sftp WriteTo).
 func (w *localWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
-	w.off += int64(n)
+	w.wrote(n)
 	return n, err
 }
 

@@ -67,6 +67,7 @@ func TestOpenSSHInterop(t *testing.T) {
 	o = sftpOpts(e)
 	o.segment = 1 << 20
 	o.verifySpan = 2 << 20
+	o.fastLinkRate = -1 // never fast: range checks however quick loopback is
 	res, err = Run(context.Background(), loc(t, filepath.Join(src, "big.bin")), loc(t, e.url(remote+"/seg.bin")), o)
 	if err != nil {
 		t.Fatal(err)
@@ -77,11 +78,37 @@ func TestOpenSSHInterop(t *testing.T) {
 	if !bytes.Equal(readFile(t, filepath.Join(remote, "seg.bin")), files["big.bin"]) {
 		t.Error("segment-verified upload differs")
 	}
+	// On a fast link (here: any rate counts as fast) the range checks stop
+	// after the second segment and one whole-file hash decides; with short
+	// spans a check of the first span is already running then.
+	for _, span := range []int64{1 << 20, 2 << 20} {
+		o.verifySpan = span
+		o.fastLinkRate = 1
+		res, err = Run(context.Background(), loc(t, filepath.Join(src, "big.bin")), loc(t, e.url(remote+"/fast.bin")), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := res.Receipts[0].Verified; v != VerifiedRemote {
+			t.Errorf("span %d: fast upload verified by %q, want %q", span, v, VerifiedRemote)
+		}
+		if !bytes.Equal(readFile(t, filepath.Join(remote, "fast.bin")), files["big.bin"]) {
+			t.Errorf("span %d: fast upload differs", span)
+		}
+	}
 	back := t.TempDir()
 	if _, err := Run(context.Background(), loc(t, e.url(remote+"/up")), loc(t, back), sftpOpts(e)); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, filepath.Join(back, "big.bin")); !bytes.Equal(got, files["big.bin"]) {
 		t.Error("download differs")
+	}
+	noTemps(t, back)
+	// The download of big.bin was checked against its source, hashed by
+	// openssl (or sha256sum) on the server while it moved.
+	if res, err = Run(context.Background(), loc(t, e.url(remote+"/up/big.bin")), loc(t, filepath.Join(back, "one.bin")), sftpOpts(e)); err != nil {
+		t.Fatal(err)
+	}
+	if v := res.Receipts[0].Verified; v != VerifiedSource {
+		t.Errorf("download verified by %q, want %q", v, VerifiedSource)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"hash"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // Read-ahead for uploads: pkg/sftp sends from a single goroutine that reads
@@ -39,6 +40,7 @@ type readAhead struct {
 	pending error
 
 	allocated int // buffers made so far (producer only)
+	noSums    atomic.Bool
 
 	mu   sync.Mutex
 	sums []string
@@ -84,6 +86,9 @@ func (ra *readAhead) produce(r io.Reader, sink io.Writer, seg int64) {
 		if err == io.ErrUnexpectedEOF {
 			err = io.EOF
 		}
+		if sh != nil && ra.noSums.Load() {
+			sh = nil
+		}
 		if n > 0 {
 			if _, werr := sink.Write(buf[:n]); werr != nil {
 				err = werr
@@ -118,6 +123,9 @@ func (ra *readAhead) addSum(h hash.Hash) {
 	ra.mu.Unlock()
 	h.Reset()
 }
+
+// stopSegmentSums stops hashing segments (no range checks will want them).
+func (ra *readAhead) stopSegmentSums() { ra.noSums.Store(true) }
 
 // segmentSum returns the SHA-256 of segment k once the producer has read it.
 func (ra *readAhead) segmentSum(k int) (string, bool) {

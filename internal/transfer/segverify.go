@@ -15,11 +15,11 @@ type RangeHasher interface {
 // hashBlock is the block size of range hashes: segments are multiples of it.
 const hashBlock = 1 << 20
 
-// segmentVerifier verifies an upload while it runs: every segment the
-// server has acknowledged is hashed on the server in the background and
-// compared with the SHA-256 of the same bytes as read from the source, so
-// verification overlaps the transfer instead of being a second pass at the
-// end. It is an optimization only: any error or mismatch sends the caller to
+// segmentVerifier verifies an upload over a slow link (see fastLinkRate)
+// while it runs: every segment the server has acknowledged is hashed on the
+// server in the background and compared with the SHA-256 of the same bytes
+// as read from the source, so verification overlaps the transfer instead of
+// being a second pass at the end. It is an optimization only: any error or mismatch sends the caller to
 // the whole-file check, which decides.
 type segmentVerifier struct {
 	hs   RangeHasher

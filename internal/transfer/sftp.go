@@ -13,15 +13,24 @@ import (
 	"time"
 
 	"github.com/pkg/sftp"
+
+	"github.com/netops-dev/netops/internal/sshconn"
 )
 
 // SFTP tuning: 32 KiB packets (the size every server accepts) and up to 128
 // requests in flight per file, so one file moves at up to 4 MiB per round
-// trip. Memory per file in flight is bounded by the packet buffers of
-// pkg/sftp (concurrency x packet size).
+// trip. A server that states larger limits (limits@openssh.com: OpenSSH
+// 8.7 and later) gets packets of up to 255 KiB (the 256 KiB message limit
+// of pkg/sftp and sftp-server, less room for the header) and 4 MiB / packet
+// size requests in flight (16 for 255 KiB): the same 4 MiB per file, with an
+// eighth of the requests, replies and server system calls. Memory per file
+// in flight is bounded by the packet buffers of pkg/sftp (concurrency x
+// packet size).
 const (
-	SFTPMaxPacket   = 32 << 10
-	SFTPConcurrency = 128
+	SFTPMaxPacket        = 32 << 10
+	SFTPConcurrency      = 128
+	SFTPLargePacket      = 255 << 10
+	SFTPLargeConcurrency = 16
 )
 
 // SFTPClientOptions are the pkg/sftp options netops uses: pipelined
@@ -34,6 +43,39 @@ func SFTPClientOptions() []sftp.ClientOption {
 		sftp.MaxConcurrentRequestsPerFile(SFTPConcurrency),
 		sftp.UseFstat(true),
 	}
+}
+
+// SFTPTune returns the options for a server's stated limits (nil: none
+// stated, the defaults of SFTPClientOptions apply).
+func SFTPTune(l *sshconn.SFTPLimits) []sftp.ClientOption {
+	p := sftpPacketSize(l)
+	if p == SFTPMaxPacket {
+		return nil
+	}
+	// The same bytes in flight per file as with the defaults (4 MiB).
+	conc := min(max(SFTPConcurrency*SFTPMaxPacket/p, SFTPLargeConcurrency), SFTPConcurrency)
+	return []sftp.ClientOption{sftp.MaxPacketUnchecked(p), sftp.MaxConcurrentRequestsPerFile(conc)}
+}
+
+// sftpPacketSize is the data size of a read or write request for a server
+// with limits l: the smaller of its read and write limits and
+// SFTPLargePacket, with 1 KiB of its packet limit left for the header.
+// Unknown (0) or absurd (< 1 KiB) limits give SFTPMaxPacket.
+func sftpPacketSize(l *sshconn.SFTPLimits) int {
+	if l == nil || l.MaxRead == 0 || l.MaxWrite == 0 {
+		return SFTPMaxPacket
+	}
+	p := min(l.MaxRead, l.MaxWrite, SFTPLargePacket)
+	if l.MaxPacket > 0 {
+		if l.MaxPacket <= 1024 {
+			return SFTPMaxPacket
+		}
+		p = min(p, l.MaxPacket-1024)
+	}
+	if p < 1024 {
+		return SFTPMaxPacket
+	}
+	return int(p)
 }
 
 // SFTP is a remote file system reached over SFTP.
@@ -239,7 +281,7 @@ type sftpWriter struct {
 // does not). On error pkg/sftp leaves the file offset at the earliest
 // failed write, so everything before it is on the server.
 func (w *sftpWriter) WriteFrom(r io.Reader) (int64, error) {
-	n, err := w.f.ReadFromWithConcurrency(r, SFTPConcurrency)
+	n, err := w.f.ReadFromWithConcurrency(r, 0) // 0: the client's requests per file
 	if off, serr := w.f.Seek(0, io.SeekCurrent); serr == nil {
 		w.off = off
 	} else if err == nil {

@@ -95,7 +95,53 @@ func TestSFTPUploadDownloadTree(t *testing.T) {
 	if res.Files != len(files) {
 		t.Errorf("downloaded %d files", res.Files)
 	}
+	// Large files: the source is hashed on the server (sha256sum, this
+	// server has no sh) while they download; small ones are read back.
+	for _, r := range res.Receipts {
+		want := VerifiedReadBack
+		if r.Size >= remoteHashMin {
+			want = VerifiedSource
+		}
+		if r.Op == OpCopy && r.Verified != want {
+			t.Errorf("download %s (%d bytes) verified by %q, want %q", r.Path, r.Size, r.Verified, want)
+		}
+	}
 	noTemps(t, back)
+}
+
+// lyingHasher is an SFTP source whose server reports a wrong SHA-256.
+type lyingHasher struct{ *SFTP }
+
+func (lyingHasher) SHA256(context.Context, string) (string, error) {
+	return strings.Repeat("0", 64), nil
+}
+
+// TestSFTPDownloadSourceMismatch: a download whose source hashes (on the
+// server) to something else than what landed fails with ErrChecksum, is not
+// retried, and leaves nothing under the final name or as a temporary file.
+func TestSFTPDownloadSourceMismatch(t *testing.T) {
+	remote := t.TempDir()
+	e := startSSH(t, sshtest.Config{Root: remote})
+	writeFile(t, filepath.Join(remote, "big"), randBytes(17, remoteHashMin+5), 0o644, mtime0)
+	o := sftpOpts(e)
+	o.Dial = func(ctx context.Context, ep config.Endpoint) (FS, error) {
+		f, err := e.dialer()(ctx, ep)
+		if s, ok := f.(*SFTP); ok {
+			return lyingHasher{s}, err
+		}
+		return f, err
+	}
+	dst := t.TempDir()
+	res, err := Run(context.Background(), loc(t, e.url(remote+"/big")), loc(t, filepath.Join(dst, "big")), o)
+	if !errors.Is(err, ErrChecksum) {
+		t.Fatalf("err = %v, want ErrChecksum", err)
+	}
+	if len(res.Receipts) != 1 || res.Receipts[0].Attempts != 1 || !strings.Contains(res.Receipts[0].Error, "the source hashes to 0000") {
+		t.Fatalf("receipts %+v: want one failed attempt naming the source's hash", res.Receipts)
+	}
+	if ents, _ := os.ReadDir(dst); len(ents) != 0 {
+		t.Fatalf("left in the destination: %v", ents)
+	}
 }
 
 func TestSFTPScpStyleAndSingleFile(t *testing.T) {
@@ -131,6 +177,47 @@ func TestSFTPNoExecReadsBack(t *testing.T) {
 	}
 	if len(res.Receipts) != 1 || res.Receipts[0].Verified != VerifiedReadBack {
 		t.Fatalf("receipts %+v, want one verified by read-back", res.Receipts)
+	}
+	// A download cannot have its source hashed either: read back.
+	back := t.TempDir()
+	res, err = Run(context.Background(), loc(t, e.url(remote+"/f")), loc(t, filepath.Join(back, "f")), sftpOpts(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Receipts) != 1 || res.Receipts[0].Verified != VerifiedReadBack {
+		t.Fatalf("download receipts %+v, want one verified by read-back", res.Receipts)
+	}
+}
+
+func TestSFTPPacketSize(t *testing.T) {
+	for _, c := range []struct {
+		l    *sshconn.SFTPLimits
+		want int
+	}{
+		{nil, SFTPMaxPacket},
+		{&sshconn.SFTPLimits{}, SFTPMaxPacket},
+		{&sshconn.SFTPLimits{MaxPacket: 262144, MaxRead: 261120, MaxWrite: 261120}, 261120}, // OpenSSH
+		{&sshconn.SFTPLimits{MaxPacket: 1 << 20, MaxRead: 1 << 20, MaxWrite: 1 << 20}, SFTPLargePacket},
+		{&sshconn.SFTPLimits{MaxPacket: 65536, MaxRead: 1 << 20, MaxWrite: 1 << 20}, 65536 - 1024},
+		{&sshconn.SFTPLimits{MaxRead: 100000, MaxWrite: 80000}, 80000},
+		{&sshconn.SFTPLimits{MaxPacket: 34000, MaxRead: 16384, MaxWrite: 16384}, 16384}, // below 32 KiB: honoured
+		{&sshconn.SFTPLimits{MaxPacket: 1000, MaxRead: 1 << 20, MaxWrite: 1 << 20}, SFTPMaxPacket},
+		{&sshconn.SFTPLimits{MaxRead: 100, MaxWrite: 100}, SFTPMaxPacket},
+		{&sshconn.SFTPLimits{MaxRead: 1 << 20}, SFTPMaxPacket}, // write limit unknown
+	} {
+		if got := sftpPacketSize(c.l); got != c.want {
+			t.Errorf("sftpPacketSize(%+v) = %d, want %d", c.l, got, c.want)
+		}
+	}
+	if SFTPTune(nil) != nil || SFTPTune(&sshconn.SFTPLimits{MaxRead: 1 << 20}) != nil {
+		t.Error("SFTPTune changed the defaults without limits")
+	}
+	if n := len(SFTPTune(&sshconn.SFTPLimits{MaxPacket: 262144, MaxRead: 261120, MaxWrite: 261120})); n != 2 {
+		t.Errorf("SFTPTune for OpenSSH's limits gave %d options, want packet size and requests per file", n)
+	}
+	// Memory per file stays the same: requests x packet size.
+	if SFTPLargeConcurrency*SFTPLargePacket > SFTPConcurrency*SFTPMaxPacket {
+		t.Errorf("large packets: %d bytes in flight per file, more than %d", SFTPLargeConcurrency*SFTPLargePacket, SFTPConcurrency*SFTPMaxPacket)
 	}
 }
 
@@ -484,4 +571,34 @@ func TestSFTPDownloadResumesAfterKill(t *testing.T) {
 		t.Fatal("wrong hash")
 	}
 	noTemps(t, dst)
+}
+
+func TestFastLink(t *testing.T) {
+	const seg = 32 << 20
+	s := time.Second
+	for _, c := range []struct {
+		opt   float64
+		n     int64
+		d     time.Duration
+		cpu   time.Duration
+		cpuOK bool
+		want  bool
+	}{
+		{0, seg, s, 0, true, false},                                    // 32 MiB/s, idle: the link sets the pace
+		{0, seg, s, s / 5, true, false},                                // a fifth of a CPU
+		{0, seg, s, s * 6 / 10, true, true},                            // busy: CPU-bound
+		{0, seg, s, s * 6 / 10, false, false},                          // CPU time unknown
+		{0, seg, s / 5, 0, true, true},                                 // 160 MiB/s
+		{0, seg, s / 5, 0, false, true},                                // the rate alone
+		{1 << 30, seg, s / 5, 2 * s, true, false},                      // a rate set (tests): the CPU is not asked
+		{-1, seg, time.Millisecond, 2 * time.Millisecond, true, false}, // never
+	} {
+		cp := &copier{o: &Options{fastLinkRate: c.opt}}
+		if got := cp.fastLink(c.n, c.d, c.cpu, c.cpuOK); got != c.want {
+			t.Errorf("fastLink(%d bytes, %v, cpu %v %v) with rate %v = %v, want %v", c.n, c.d, c.cpu, c.cpuOK, c.opt, got, c.want)
+		}
+	}
+	if d, ok := processCPU(); ok && d <= 0 {
+		t.Errorf("processCPU = %v, ok: a running test has used some CPU", d)
+	}
 }
