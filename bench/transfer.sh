@@ -275,6 +275,9 @@ if part big; then
   run_up sftp "sftp -F $SSHCFG -q -b $work/up.batch bench"
   run_up rsync "rsync -e 'ssh -F $SSHCFG' $big bench:$work/remote/up.bin"
   run_up rclone "rclone --config $work/rclone.conf -q copyto $big :sftp:$work/remote/up.bin $RCLONE_SFTP"
+  # What a script does to get netops' guarantee from scp: hash the source,
+  # copy, hash the copy on the server (openssl, as netops does; no fsync).
+  run_up "scp+sha256" "sh -c 'openssl dgst -sha256 -r $big >/dev/null && scp -F $SSHCFG -q -c aes128-gcm@openssh.com $big bench:$work/remote/up.bin && ssh -F $SSHCFG bench openssl dgst -sha256 -r $work/remote/up.bin >/dev/null'"
 
   say " download:"
   run_down() {
@@ -290,10 +293,13 @@ if part big; then
   run_down sftp "sftp -F $SSHCFG -q -b $work/down.batch bench"
   run_down rsync "rsync -e 'ssh -F $SSHCFG' bench:$big $work/local/down.bin"
   run_down rclone "rclone --config $work/rclone.conf -q copyto :sftp:$big $work/local/down.bin $RCLONE_SFTP"
+  run_down "scp+sha256" "sh -c 'ssh -F $SSHCFG bench openssl dgst -sha256 -r $big >/dev/null && scp -F $SSHCFG -q -c aes128-gcm@openssh.com bench:$big $work/local/down.bin && openssl dgst -sha256 -r $work/local/down.bin >/dev/null'"
 
   if [ "$have_netops" = 1 ]; then
     ratio "netops/scp upload" "${up[netops]}" "${up[scp]}" 1.0
     ratio "netops/scp download" "${down[netops]}" "${down[scp]}" 1.0
+    awk -v u="${up[netops]}" -v su="${up[scp+sha256]}" -v d="${down[netops]}" -v sd="${down[scp+sha256]}" \
+      'BEGIN {printf "  (against scp + sha256 on both ends, the same checks by hand: upload %.2fx, download %.2fx)\n", u/su, d/sd}' | tee -a "$summary"
     say "  (netops also verifies the SHA-256 (upload: of the landed file; download: of the source, hashed on the server)"
     say "   and fsyncs the file before the rename; scp does neither)"
   fi
