@@ -263,13 +263,23 @@ func checkLockLog(dir string, want int) error {
 		return fmt.Errorf("%d log lines, want %d", len(ivs), want)
 	}
 	sort.Slice(ivs, func(i, j int) bool { return ivs[i].enter < ivs[j].enter })
+	// around shows the intervals next to a violation (times in ms from the
+	// first entry), for whoever has to find out why.
+	around := func(i int) string {
+		var b strings.Builder
+		for k := max(0, i-4); k < min(len(ivs), i+4); k++ {
+			fmt.Fprintf(&b, "\n  token %d: %.1f-%.1f ms", ivs[k].token,
+				float64(ivs[k].enter-ivs[0].enter)/1e6, float64(ivs[k].exit-ivs[0].enter)/1e6)
+		}
+		return b.String()
+	}
 	for i := 1; i < len(ivs); i++ {
 		if ivs[i].enter < ivs[i-1].exit {
-			return fmt.Errorf("overlap: token %d entered at %d before token %d exited at %d",
-				ivs[i].token, ivs[i].enter, ivs[i-1].token, ivs[i-1].exit)
+			return fmt.Errorf("overlap: token %d entered at %d before token %d exited at %d%s",
+				ivs[i].token, ivs[i].enter, ivs[i-1].token, ivs[i-1].exit, around(i))
 		}
 		if ivs[i].token <= ivs[i-1].token {
-			return fmt.Errorf("tokens not increasing: %d after %d", ivs[i].token, ivs[i-1].token)
+			return fmt.Errorf("tokens not increasing: %d after %d%s", ivs[i].token, ivs[i-1].token, around(i))
 		}
 	}
 	return nil

@@ -160,7 +160,10 @@ exits, and is freed at once after that. The NATS backend frees a lock when its
 lease (--ttl) runs out without renewal. When renewals fail so that less than
 --grace is left of the lease, the command's process group gets SIGTERM, then
 SIGKILL when the lease runs out, and netops exits 76: the command is stopped
-before anyone else can be granted the lock. A command that cannot be started
+before anyone else can be granted the lock. A grant confirmed with less than
+--grace of its lease left (a node went away during the write) is renewed before
+the command starts; if that fails, the command does not run (exit 76, or 69 when
+NATS is unreachable). A command that cannot be started
 (not found, not executable) exits 127 without running.`,
 		Example: `  netops lock run nightly-backup -- /usr/local/bin/backup.sh --full
   netops lock run db-schema --wait 5m -- ./migrate

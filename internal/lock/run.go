@@ -100,6 +100,18 @@ func RunCommand(ctx context.Context, lk Locker, req Request, argv []string, opts
 	if err := ctx.Err(); err != nil {
 		return res, err // interrupted just as the lock was granted: do not start
 	}
+	// A grant that took long to confirm (a NATS node went away during the
+	// write) may leave less of the lease than the command needs to be
+	// stopped in time, or none: by the lease's own clock it may have run
+	// out, and the lock gone to the next in line. Renew before starting;
+	// a lease that cannot be renewed is lost, and the command does not run.
+	if time.Until(lease.Expires) <= grace {
+		if err := lk.Renew(ctx, lease); err != nil {
+			res.LeaseLost = errors.Is(err, ErrLost)
+			return res, fmt.Errorf("lock %q: less than %s of the lease was left when the grant was confirmed, and renewing it failed; the command did not run: %w",
+				req.Name, grace, err)
+		}
+	}
 
 	env := opts.Env
 	if env == nil {

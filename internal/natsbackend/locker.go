@@ -594,8 +594,31 @@ func (l *Locker) Acquire(ctx context.Context, req lock.Request) (*lock.Lease, er
 		defer tm.Stop()
 		deadline = tm.C
 	}
+	// A node going away (a failover: the stream elects a new leader, the
+	// client reconnects) can fail a write or a watch for some seconds. A
+	// request that may wait rides that out, until its wait ends or for
+	// failoverBudget at most, then reports the backend unavailable.
+	var riding time.Time // when the current run of unavailability began
 	for {
 		lease, again, err := l.acquireOnce(ctx, req, ttl, deadline)
+		if err != nil && errors.Is(err, lock.ErrUnavailable) && req.Wait != 0 && ctx.Err() == nil && !l.nc.IsClosed() {
+			if riding.IsZero() {
+				riding = time.Now()
+			}
+			if time.Since(riding) < failoverBudget {
+				select {
+				case <-time.After(failoverRetry):
+					continue
+				case <-deadline:
+					return nil, err
+				case <-ctx.Done():
+					return nil, fmt.Errorf("lock %q: %w", req.Name, ctx.Err())
+				}
+			}
+		}
+		if err == nil {
+			riding = time.Time{}
+		}
 		if !again {
 			return lease, err
 		}
@@ -1139,6 +1162,13 @@ func (l *Locker) Cleanup(ctx context.Context, olderThan time.Duration) (lock.Cle
 const (
 	writeTimeout = 10 * time.Second
 	writeGrace   = time.Second
+)
+
+// failoverBudget bounds how long an Acquire that may wait retries while the
+// backend is unavailable; failoverRetry is the pause between tries.
+const (
+	failoverBudget = 30 * time.Second
+	failoverRetry  = 500 * time.Millisecond
 )
 
 // writeContext returns the context of such a write.
