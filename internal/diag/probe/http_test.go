@@ -157,7 +157,11 @@ func TestHTTP(t *testing.T) {
 		{name: "refused", addr: "http://" + closed + "/", status: Critical, reason: ReasonRefused,
 			msg: []string{"refused"}},
 		{name: "timeout", addr: plain.URL + "/slow", timeout: 300 * time.Millisecond, status: Critical,
-			reason: ReasonTimeout, msg: []string{"no response from", "within 300.0ms", "request sent, no answer"}},
+			reason: ReasonTimeout, msg: []string{"no response from", "request sent, no answer"},
+			// The budget named is what the probe had: the 300 ms timeout less
+			// the moments between the check's start and the probe's (a few
+			// ms on a busy machine running the subtests in parallel).
+			check: func(t *testing.T, res Result) { checkBudget(t, res.Message, 300) }},
 		{name: "not http", addr: "ftp://127.0.0.1/x", status: Unknown, reason: ReasonError, msg: []string{"not an http(s) URL"}},
 		{name: "bad expect", addr: plain.URL, rule: config.Rule{Expect: "["}, status: Unknown, reason: ReasonError},
 
@@ -279,5 +283,20 @@ func TestHTTPURL(t *testing.T) {
 		if u.String() != tc.want {
 			t.Errorf("httpURL(%q, %+v) = %s, want %s", tc.addr, tc.rule, u, tc.want)
 		}
+	}
+}
+
+// checkBudget checks that msg names the time budget of a check that timed
+// out: " within Nms" with N the timeout (maxMs) less a few ms of scheduling
+// between the check's start and the probe's, on a busy machine.
+func checkBudget(t *testing.T, msg string, maxMs float64) {
+	t.Helper()
+	var ms float64
+	i := strings.Index(msg, "within ")
+	if i < 0 {
+		t.Fatalf("message %q names no time budget", msg)
+	}
+	if _, err := fmt.Sscanf(msg[i:], "within %fms", &ms); err != nil || ms <= maxMs*2/3 || ms > maxMs {
+		t.Errorf("message %q: budget %v ms (%v), want (%v, %v]", msg, ms, err, maxMs*2/3, maxMs)
 	}
 }
