@@ -830,25 +830,33 @@ func newIPCPeekCmd(a *app) *cobra.Command {
 		Use:   "peek QUEUE",
 		Short: "Show the next messages of a queue without receiving them",
 		Args:  exactArgs(1, "one QUEUE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			format, err := a.format()
-			if err != nil {
-				return err
-			}
-			b, err := a.openQueue(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			ms, err := b.Peek(cmd.Context(), args[0], count)
-			if err != nil {
-				return err
-			}
-			return a.writeMessages(ms, format)
-		},
+		RunE: a.listQueue(func(ctx context.Context, b ipc.Backend, q string) ([]ipc.Message, error) {
+			return b.Peek(ctx, q, count)
+		}),
 	}
 	cmd.Flags().IntVarP(&count, "count", "n", 10, "show at most this many (0: all)")
 	return cmd
+}
+
+// listQueue is the RunE of a command that lists messages of the queue
+// named by its one argument (peek, dlq list).
+func (a *app) listQueue(list func(ctx context.Context, b ipc.Backend, queue string) ([]ipc.Message, error)) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		format, err := a.format()
+		if err != nil {
+			return err
+		}
+		b, err := a.openQueue(cmd.Context(), args[0])
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		ms, err := list(cmd.Context(), b, args[0])
+		if err != nil {
+			return err
+		}
+		return a.writeMessages(ms, format)
+	}
 }
 
 // writeMessages prints a list of messages: a table, or a JSON array.
@@ -993,22 +1001,9 @@ func newIPCDLQCmd(a *app) *cobra.Command {
 		Use:   "list QUEUE",
 		Short: "List the dead letters of a queue (oldest first) with the reason",
 		Args:  exactArgs(1, "one QUEUE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			format, err := a.format()
-			if err != nil {
-				return err
-			}
-			b, err := a.openQueue(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			ms, err := b.DeadLetters(cmd.Context(), args[0], listCount)
-			if err != nil {
-				return err
-			}
-			return a.writeMessages(ms, format)
-		},
+		RunE: a.listQueue(func(ctx context.Context, b ipc.Backend, q string) ([]ipc.Message, error) {
+			return b.DeadLetters(ctx, q, listCount)
+		}),
 	}
 	list.Flags().IntVarP(&listCount, "count", "n", 0, "show at most this many (0: all)")
 	redrive := &cobra.Command{

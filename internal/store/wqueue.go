@@ -24,25 +24,36 @@ const maxQueueWait = 10 * time.Second
 // accelerator: correctness rests on SQLite's locking alone, so a writer
 // that cannot use the queue (no lock file, a wait past maxQueueWait, a
 // cancelled context) goes on without it.
+//
+// The file is opened (created, 0600) by the first write, so processes that
+// only read never touch it. enter runs one at a time per Store (under its
+// wsem), close after the last.
 type writerQueue struct {
-	f *os.File // nil: no queue
+	path   string
+	opened bool
+	f      *os.File // nil: no queue
 }
 
-// openWriterQueue opens (creating, 0600) the queue file of the database at
-// dbPath. Without it the store works as before, only slower under load.
+// openWriterQueue returns the queue of the database at dbPath. Without its
+// file the store works as before, only slower under load.
 func openWriterQueue(dbPath string) *writerQueue {
-	f, err := os.OpenFile(dbPath+WriterQueueSuffix, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return &writerQueue{}
-	}
-	return &writerQueue{f: f}
+	return &writerQueue{path: dbPath + WriterQueueSuffix}
 }
 
 // enter waits for the queue, at most until ctx is done or maxQueueWait
 // passes, and returns the function that leaves it.
 func (q *writerQueue) enter(ctx context.Context) (leave func()) {
 	noop := func() {}
-	if q == nil || q.f == nil {
+	if q == nil {
+		return noop
+	}
+	if !q.opened {
+		q.opened = true
+		if f, err := os.OpenFile(q.path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+			q.f = f
+		}
+	}
+	if q.f == nil {
 		return noop
 	}
 	fd := q.f.Fd()

@@ -16,10 +16,10 @@ func TestWriterQueueExcludesAndHandsOver(t *testing.T) {
 	a, b := openWriterQueue(db), openWriterQueue(db)
 	defer a.close()
 	defer b.close()
-	if a.f == nil || b.f == nil {
-		t.Fatal("queue file not opened")
-	}
 	leaveA := a.enter(context.Background())
+	if a.f == nil {
+		t.Fatal("queue file not opened by the first write")
+	}
 	entered := make(chan func())
 	go func() { entered <- b.enter(context.Background()) }()
 	select {
@@ -49,6 +49,7 @@ func TestWriterQueueGivesUpWithContext(t *testing.T) {
 	<-done
 	leaveA()
 	// B's pending lock, granted after A left, must be let go by itself.
+	c.enter(context.Background())() // opens c's file
 	for deadline := time.Now().Add(10 * time.Second); !tryLockFile(c.f.Fd()); {
 		if time.Now().After(deadline) {
 			t.Fatal("the abandoned wait kept the queue locked")
