@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -405,12 +406,24 @@ type transferOutcome struct {
 	err error
 }
 
+// transferGCPercent is the garbage collector's target for transfers.
+const transferGCPercent = 400
+
 // runTransfers runs jobs (par at a time) under the optional lock, records
 // them, prints the summary, and turns failures into the exit code.
 func (a *app) runTransfers(cmd *cobra.Command, jobs []*transferJob, f *transferFlags, par int) error {
 	format, err := a.format()
 	if err != nil {
 		return err
+	}
+	if _, set := a.lookup("GOGC"); !set {
+		// The SSH library allocates a buffer per 32 KiB packet, so a
+		// download makes garbage at the speed of the link, and at the
+		// default GOGC=100 collects it about every 10 MiB. At 400 (1 GiB
+		// download over loopback on the bench box): 0.4 to 0.6 s less
+		// client CPU and about 10% less time, for a peak RSS of about
+		// 100 MiB instead of 55. GOGC set in the environment is kept.
+		debug.SetGCPercent(transferGCPercent)
 	}
 	ctx := cmd.Context()
 	notify, err := a.newNotifier("--notify", f.notify)

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -352,6 +353,32 @@ const maxStderr = 64 << 10
 // a server that ignores the signal (OpenSSH often does) lets it run to its
 // end.
 func (c *Client) Run(ctx context.Context, argv []string) ([]byte, error) {
+	p, err := c.start(ctx, argv, false)
+	if err != nil {
+		return nil, err
+	}
+	return p.Wait(ctx)
+}
+
+// Process is a command started on the server by Start.
+type Process struct {
+	c      *Client
+	argv   []string
+	sess   *ssh.Session
+	stdin  io.WriteCloser
+	stdout bytes.Buffer
+	stderr *limitedBuffer
+	done   chan error
+}
+
+// Start starts argv on the server (quoted as by Run) with its standard
+// input open: write to Stdin, close it, then Wait for the output. Errors
+// are those of Run; Kill abandons the command.
+func (c *Client) Start(ctx context.Context, argv []string) (*Process, error) {
+	return c.start(ctx, argv, true)
+}
+
+func (c *Client) start(ctx context.Context, argv []string, withStdin bool) (*Process, error) {
 	if len(argv) == 0 {
 		return nil, fmt.Errorf("ssh %s: run: empty command", c.name)
 	}
@@ -367,51 +394,72 @@ func (c *Client) Run(ctx context.Context, argv []string) ([]byte, error) {
 	if err != nil {
 		return nil, c.wrapErr("open session for "+argv[0], err)
 	}
-	defer sess.Close()
-	var stdout bytes.Buffer
-	stderr := &limitedBuffer{max: maxStderr}
-	sess.Stdout = &stdout
-	sess.Stderr = stderr
+	p := &Process{c: c, argv: argv, sess: sess, stderr: &limitedBuffer{max: maxStderr}, done: make(chan error, 1)}
+	sess.Stdout = &p.stdout
+	sess.Stderr = p.stderr
+	if withStdin {
+		if p.stdin, err = sess.StdinPipe(); err != nil {
+			sess.Close()
+			return nil, c.wrapErr("run "+argv[0], err)
+		}
+	}
 	quoted := make([]string, len(argv))
 	for i, a := range argv {
 		quoted[i] = Quote(a)
 	}
 	if err := sess.Start(strings.Join(quoted, " ")); err != nil {
+		sess.Close()
 		if strings.Contains(err.Error(), "ssh: command") && strings.HasSuffix(err.Error(), "failed") {
 			return nil, &Error{Target: c.name, Msg: "run " + argv[0] + ": the server refused to execute commands", Kind: ErrExecRejected}
 		}
 		return nil, c.wrapErr("run "+argv[0], err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- sess.Wait() }()
+	go func() { p.done <- sess.Wait() }()
+	return p, nil
+}
+
+// Stdin is the command's standard input (Start only). Close it to send EOF.
+func (p *Process) Stdin() io.WriteCloser { return p.stdin }
+
+// Wait waits for the command to exit and returns its standard output, with
+// the errors of Run. Cancelling ctx kills the command (see Run).
+func (p *Process) Wait(ctx context.Context) ([]byte, error) {
+	defer p.sess.Close()
+	var err error
 	select {
-	case err = <-done:
+	case err = <-p.done:
 	case <-ctx.Done():
 		select {
-		case err = <-done: // finished as ctx ended: report the result
+		case err = <-p.done: // finished as ctx ended: report the result
 		default:
 			// Best effort: OpenSSH may refuse signal requests ("session
 			// signalling requires privilege separation") and keeps the
 			// channel until the command exits, so do not wait for it; the
 			// session is released when the command ends or the client is
 			// closed.
-			_ = sess.Signal(ssh.SIGKILL)
-			_ = sess.Close()
-			return nil, fmt.Errorf("ssh %s: run %s: %w", c.name, argv[0], ctx.Err())
+			p.Kill()
+			return nil, fmt.Errorf("ssh %s: run %s: %w", p.c.name, p.argv[0], ctx.Err())
 		}
 	}
 	if err != nil {
 		var ee *ssh.ExitError
 		if errors.As(err, &ee) {
-			x := &ExitError{Target: c.name, Argv: argv, Status: ee.ExitStatus(), Stderr: stderr.Bytes()}
+			x := &ExitError{Target: p.c.name, Argv: p.argv, Status: ee.ExitStatus(), Stderr: p.stderr.Bytes()}
 			if ee.Signal() != "" {
 				x.Status, x.Signal = -1, ee.Signal()
 			}
-			return stdout.Bytes(), x
+			return p.stdout.Bytes(), x
 		}
-		return stdout.Bytes(), c.wrapErr("run "+argv[0], err)
+		return p.stdout.Bytes(), p.c.wrapErr("run "+p.argv[0], err)
 	}
-	return stdout.Bytes(), nil
+	return p.stdout.Bytes(), nil
+}
+
+// Kill sends the command SIGKILL and closes its session without waiting
+// (best effort, see Run).
+func (p *Process) Kill() {
+	_ = p.sess.Signal(ssh.SIGKILL)
+	_ = p.sess.Close()
 }
 
 type limitedBuffer struct {

@@ -31,52 +31,10 @@ func tempName(final string) string {
 }
 
 // segmentSize is how much of an upload goes out between two journal
-// checkpoints: a killed upload re-sends at most this much.
+// checkpoints: a killed upload re-sends at most this much. It is also how
+// far behind the transfer the server's hash of a verified upload runs (see
+// StreamHasher).
 const segmentSize = 32 << 20
-
-// fastLinkRate: an upload with a segment after the first that goes faster
-// than this (bytes per second), or that keeps this process busy (see
-// cpuBoundShare), is verified by one whole-file hash at the end instead of
-// range checks while it runs. The range checks overlap the
-// transfer, which is free while the link sets the pace, but each byte goes
-// through dd, a pipe and the hash on the server and through a second
-// SHA-256 on the client: about 3x the CPU of one `openssl dgst` of the
-// landed file (1 GiB upload over loopback on the 2-core bench box: +2.3 s of
-// CPU for both sides together against +0.7 s), and when the transfer
-// itself keeps the CPUs busy that is what it waits for. The whole-file
-// hash then runs while the file is fsynced. 128 MiB/s is a little more
-// than gigabit Ethernet carries: such links keep the range checks.
-const fastLinkRate = 128 << 20
-
-// cpuBoundShare: a segment during which this process used at least this
-// share of one CPU (all its threads together) was paced by the CPUs, not
-// by the link, whatever its rate (a loaded machine makes the rate drop;
-// a gigabit link keeps the client at about a fifth of a CPU on the bench
-// box, loopback at 0.7 to 1).
-const cpuBoundShare = 0.5
-
-// fastLink reports whether n bytes sent in d, with cpu of this process's
-// CPU time used meanwhile (cpuOK false: unknown), mean that the CPUs set
-// the pace: a rate of fastLinkRate or more, or the CPU share above.
-func (c *copier) fastLink(n int64, d, cpu time.Duration, cpuOK bool) bool {
-	rate := float64(fastLinkRate)
-	if c.o.fastLinkRate != 0 {
-		rate = c.o.fastLinkRate
-	}
-	if rate <= 0 {
-		return false
-	}
-	return float64(n) >= rate*d.Seconds() || (cpuOK && c.o.fastLinkRate == 0 && cpu.Seconds() >= cpuBoundShare*d.Seconds())
-}
-
-// verifySpan is how much of an upload one remote range check hashes (a
-// multiple of segmentSize): every check is a command started on the server
-// (a session, a login shell, its startup files: about 0.1 s and as much CPU
-// on the bench machine), so a few large checks cost less than many small
-// ones; the last one, hashed after the data is sent, overlaps the fsync.
-// (1 GiB upload on the bench box, server CPU: 32 MiB spans 7.5-8.2 s,
-// 128 MiB 4.6-4.8 s, 256 MiB 4.3 s, no verification 2.5 s.)
-const verifySpan = 256 << 20
 
 // journalMin is the size from which a file is journaled as soon as it
 // starts, so even a killed run (no chance to clean up) leaves the next one
@@ -118,9 +76,10 @@ type copier struct {
 // Verification methods in receipts.
 const (
 	VerifiedRemote = "remote-sha256sum"
-	// VerifiedSegments: hashed on the server segment by segment while the
-	// upload ran (dd | sha256sum), overlapping the transfer.
-	VerifiedSegments = "remote-sha256sum-segments"
+	// VerifiedStream: an upload hashed on the server as it landed (read
+	// back from the server's file a segment behind the transfer, one
+	// openssl dgst or sha256sum over the whole file), overlapping it.
+	VerifiedStream = "remote-sha256sum-stream"
 	// VerifiedSource: a download into a local file; the source was hashed
 	// on its server (openssl or sha256sum over SSH exec) while the data
 	// moved, and matched the SHA-256 of the bytes written to the local file.
@@ -307,9 +266,9 @@ func (c *copier) attempt(ctx context.Context, j fileJob, st *attemptState, rec *
 	srcSum := c.hashSourceBehind(ctx, sfs, dfs, j.Src, r.Size)
 	defer srcSum.stop()
 	prog := &progressCounter{c: c, path: j.Rel, size: r.Size, done: offset}
-	n, sv, err := c.stream(ctx, dfs, r, w, h, prog, j, st, offset)
-	if sv != nil {
-		defer sv.wait() // no background check outlives the attempt
+	n, feed, err := c.stream(ctx, dfs, r, w, h, prog, j, st, offset)
+	if feed != nil {
+		defer feed.Close() // no remote hash outlives the attempt
 	}
 	st.offset = w.Offset()
 	if err != nil {
@@ -326,29 +285,33 @@ func (c *copier) attempt(ctx context.Context, j fileJob, st *attemptState, rec *
 	rec.Size = total
 	sum := hex.EncodeToString(h.Sum(nil))
 	rec.SHA256 = sum
-	// The landed copy is hashed (the last range checks, else the whole
-	// file) while it is fsynced: the hash reads what the file system holds
-	// (its cache), the fsync waits for the disk. A download whose source
-	// was hashed on its server meanwhile uses that digest instead.
+	// The landed copy is hashed (the last segment of a streamed hash, else
+	// the whole file) while it is fsynced: the hash reads what the file
+	// system holds (its cache), the fsync waits for the disk. A download
+	// whose source was hashed on its server meanwhile uses that digest
+	// instead. A streamed hash that failed or differs is only a missed
+	// shortcut: the whole-file hash decides.
 	var (
-		segmentsOK bool
-		got, how   string
-		verifyErr  error
+		got, how  string
+		verifyErr error
 	)
 	verified := make(chan struct{})
 	go func() {
 		defer close(verified)
-		if sv != nil {
-			ok, covered := sv.wait()
-			segmentsOK = ok && covered == total
+		if !c.o.Verify {
+			return
 		}
-		if c.o.Verify && !segmentsOK {
-			if got = srcSum.wait(); got != "" {
-				how = VerifiedSource
+		if feed != nil {
+			if s, err := feed.Sum(ctx); err == nil && s == sum {
+				got, how = s, VerifiedStream
 				return
 			}
-			got, how, verifyErr = landedSHA256(ctx, dfs, st.temp, total)
 		}
+		if got = srcSum.wait(); got != "" {
+			how = VerifiedSource
+			return
+		}
+		got, how, verifyErr = landedSHA256(ctx, dfs, st.temp, total)
 	}()
 	synced := w.Sync()
 	<-verified
@@ -364,9 +327,7 @@ func (c *copier) attempt(ctx context.Context, j fileJob, st *attemptState, rec *
 		return n, offset, fmt.Errorf("%s: source SHA-256 is %s, expected %s: %w", j.Src, sum, strings.ToLower(j.Expect), ErrChecksum)
 	}
 	rec.Verified = VerifiedNone
-	if c.o.Verify && segmentsOK {
-		rec.Verified = VerifiedSegments
-	} else if c.o.Verify {
+	if c.o.Verify {
 		if verifyErr != nil {
 			return n, offset, fmt.Errorf("verify %s: %w", j.Dst, verifyErr)
 		}
@@ -410,9 +371,10 @@ func (c *copier) attempt(ctx context.Context, j fileJob, st *attemptState, rec *
 // a source whose reader pipelines (sftp WriteTo) into a local file use
 // WriteTo; everything else goes through Writer.WriteFrom, to a remote
 // destination in segments: a journal checkpoint after each, and, when the
-// copy starts at 0 and the server can hash ranges, each segment verified in
-// the background (the returned segmentVerifier, nil when not used).
-func (c *copier) stream(ctx context.Context, dfs FS, r *Reader, w Writer, h hash.Hash, prog *progressCounter, j fileJob, st *attemptState, from int64) (int64, *segmentVerifier, error) {
+// server can hash a file as it lands (StreamHasher), each segment hashed
+// there as soon as it is written. The returned HashFeed (nil when not used)
+// gives that hash.
+func (c *copier) stream(ctx context.Context, dfs FS, r *Reader, w Writer, h hash.Hash, prog *progressCounter, j fileJob, st *attemptState, from int64) (int64, HashFeed, error) {
 	sink := io.Writer(h)
 	extra := []io.Writer{prog, ctxWriter{ctx}}
 	if wt, ok := r.Reader.(io.WriterTo); ok {
@@ -445,71 +407,44 @@ func (c *copier) stream(ctx context.Context, dfs FS, r *Reader, w Writer, h hash
 	if c.o.segment > 0 {
 		seg = c.o.segment
 	}
-	var sv *segmentVerifier
-	if rh, ok := dfs.(RangeHasher); ok && c.o.Verify && from == 0 && (r.Size < 0 || r.Size > seg) {
-		sv = newSegmentVerifier(rh, st.temp)
-	}
-	// Each range check covers span bytes: a whole number of segments.
-	span := int64(verifySpan)
-	if c.o.verifySpan > 0 {
-		span = c.o.verifySpan
-	}
-	span = max(1, span/seg) * seg
-	segSums := int64(0)
-	if sv != nil {
-		segSums = span
+	var feed HashFeed
+	if sh, ok := dfs.(StreamHasher); ok && c.o.Verify && seg%hashBlock == 0 && from%hashBlock == 0 &&
+		(r.Size < 0 || r.Size-from > seg) {
+		if f, err := sh.HashStream(ctx, st.temp); err == nil {
+			feed = f
+			if from > 0 && feed.Add(from) != nil { // the prefix sent by an earlier attempt
+				feed.Close()
+				feed = nil
+			}
+		}
 	}
 	journaled := c.journal != nil && j.Journal != ""
-	if sv == nil && r.Size >= 0 && r.Size <= 2*readAheadChunk {
+	if feed == nil && r.Size >= 0 && r.Size <= 2*readAheadChunk {
 		// A small file: reading ahead would cost more than it saves.
 		return c.writeFrom(w, io.TeeReader(in, io.MultiWriter(append([]io.Writer{sink}, extra...)...)))
 	}
-	ra := newReadAhead(in, io.MultiWriter(append([]io.Writer{sink}, extra...)...), segSums)
+	ra := newReadAhead(in, io.MultiWriter(append([]io.Writer{sink}, extra...)...))
 	defer ra.Close()
-	if !journaled && sv == nil {
+	if !journaled && feed == nil {
 		return c.writeFrom(w, ra)
 	}
 	var total int64
-	spanOff, k := w.Offset(), 0 // the span being sent, and its number
-	segStart, fast := time.Now(), false
-	cpuStart, cpuOK := processCPU()
 	for {
 		n, err := w.WriteFrom(io.LimitReader(ra, seg))
-		segTime := time.Since(segStart)
-		segStart = time.Now()
-		cpuNow, ok := processCPU()
-		segCPU := cpuNow - cpuStart
-		cpuStart, cpuOK = cpuNow, cpuOK && ok
 		total += n
 		if err != nil {
-			if sv != nil {
-				sv.fail()
-				sv.wait()
+			if feed != nil {
+				feed.Close()
 			}
 			return total, nil, err
 		}
-		if sv != nil && !fast && total > seg && n == seg && c.fastLink(n, segTime, segCPU, cpuOK) {
-			// A segment after the first (which includes the start of the
-			// pipeline) went fast or kept this process busy: the CPUs, not
-			// the link, set the pace, and one whole-file hash at the end
-			// costs less than the range checks (no dd pipe, one command). No more checks or segment
-			// sums; the failed verifier sends the caller to that hash once
-			// a check already running has ended.
-			fast = true
-			ra.stopSegmentSums()
-			sv.fail()
-		}
-		if end := w.Offset(); sv != nil && !fast && end > spanOff && (end-spanOff >= span || n < seg) {
-			// A span (or the rest of the file) is on the server.
-			if want, ok := ra.segmentSum(k); ok && end-spanOff <= span {
-				sv.check(ctx, spanOff, end-spanOff, want)
-			} else {
-				sv.fail()
-			}
-			spanOff, k = end, k+1
-		}
 		if n < seg {
-			return total, sv, nil
+			return total, feed, nil
+		}
+		if feed != nil && feed.Add(n) != nil {
+			// The server's hash is gone: the whole-file hash at the end.
+			feed.Close()
+			feed = nil
 		}
 		if journaled {
 			c.journal.checkpoint(j.Journal, journalEntry{Src: j.Src, Dst: j.Dst, Temp: st.temp, Offset: w.Offset(),
@@ -518,7 +453,7 @@ func (c *copier) stream(ctx context.Context, dfs FS, r *Reader, w Writer, h hash
 	}
 }
 
-func (c *copier) writeFrom(w Writer, r io.Reader) (int64, *segmentVerifier, error) {
+func (c *copier) writeFrom(w Writer, r io.Reader) (int64, HashFeed, error) {
 	n, err := w.WriteFrom(r)
 	return n, nil, err
 }

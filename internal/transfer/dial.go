@@ -114,33 +114,15 @@ func DialSFTP(ctx context.Context, t sshconn.Target, o sshconn.Options) (*SFTP, 
 		}
 		return parseSHA256Lines(string(out), len(sums))
 	}
-	var noRange atomic.Bool
-	s.rangeSum = func(ctx context.Context, p string, off, n, block int64) (string, error) {
-		if noRange.Load() || noExec.Load() || off%block != 0 {
-			return "", errors.ErrUnsupported
+	var noStream atomic.Bool
+	s.hashStream = func(ctx context.Context, p string) (HashFeed, error) {
+		if noStream.Load() || noExec.Load() {
+			return nil, errors.ErrUnsupported
 		}
-		// A constant script; the path and numbers are positional
-		// parameters, each quoted by sshconn.Run: nothing from the data
-		// becomes shell syntax.
-		argv := []string{"sh", "-c", rangeScript, "sh", p,
-			strconv.FormatInt(block, 10), strconv.FormatInt(off/block, 10), strconv.FormatInt((n+block-1)/block, 10)}
-		out, err := c.Run(ctx, argv)
-		if err != nil {
-			if sshconn.ExecUnavailable(err) {
-				noRange.Store(true)
-				return "", errors.ErrUnsupported
-			}
-			return "", fmt.Errorf("hash a range of %s: %w", p, err)
-		}
-		return parseSHA256Sum(string(out))
+		return startHashFeed(ctx, c, p, func() { noStream.Store(true) })
 	}
 	return s, nil
 }
-
-// rangeScript hashes $4 blocks of $2 bytes of the file $1 from block $3. A
-// failing dd gives a wrong digest, never a false match: callers fall back to
-// the whole-file check on any mismatch.
-const rangeScript = `dd if="$1" bs="$2" skip="$3" count="$4" 2>/dev/null | { openssl dgst -sha256 -r 2>/dev/null || sha256sum; }`
 
 // sumScript hashes the file $1. Both scripts prefer `openssl dgst -sha256`
 // (SHA extensions / vectorized code: about 0.5 s of CPU per GiB on the

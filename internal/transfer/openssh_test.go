@@ -61,39 +61,20 @@ func TestOpenSSHInterop(t *testing.T) {
 	if string(readFile(t, filepath.Join(remote, "up/a.txt"))) != "changed\n" {
 		t.Error("changed file not replaced on the server")
 	}
-	// A file of several segments is verified span by span during the
-	// upload (dd | openssl or sha256sum on the server): two spans of two
-	// segments and the rest.
+	// A file of several segments is hashed on the server as it lands (one
+	// sh -c 'dd ... | openssl dgst' fed the written segments), one segment
+	// behind the transfer.
 	o = sftpOpts(e)
 	o.segment = 1 << 20
-	o.verifySpan = 2 << 20
-	o.fastLinkRate = -1 // never fast: range checks however quick loopback is
 	res, err = Run(context.Background(), loc(t, filepath.Join(src, "big.bin")), loc(t, e.url(remote+"/seg.bin")), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := res.Receipts[0].Verified; v != VerifiedSegments {
-		t.Errorf("multi-segment upload verified by %q, want %q", v, VerifiedSegments)
+	if v := res.Receipts[0].Verified; v != VerifiedStream {
+		t.Errorf("multi-segment upload verified by %q, want %q", v, VerifiedStream)
 	}
 	if !bytes.Equal(readFile(t, filepath.Join(remote, "seg.bin")), files["big.bin"]) {
-		t.Error("segment-verified upload differs")
-	}
-	// On a fast link (here: any rate counts as fast) the range checks stop
-	// after the second segment and one whole-file hash decides; with short
-	// spans a check of the first span is already running then.
-	for _, span := range []int64{1 << 20, 2 << 20} {
-		o.verifySpan = span
-		o.fastLinkRate = 1
-		res, err = Run(context.Background(), loc(t, filepath.Join(src, "big.bin")), loc(t, e.url(remote+"/fast.bin")), o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if v := res.Receipts[0].Verified; v != VerifiedRemote {
-			t.Errorf("span %d: fast upload verified by %q, want %q", span, v, VerifiedRemote)
-		}
-		if !bytes.Equal(readFile(t, filepath.Join(remote, "fast.bin")), files["big.bin"]) {
-			t.Errorf("span %d: fast upload differs", span)
-		}
+		t.Error("stream-verified upload differs")
 	}
 	back := t.TempDir()
 	if _, err := Run(context.Background(), loc(t, e.url(remote+"/up")), loc(t, back), sftpOpts(e)); err != nil {
@@ -110,5 +91,95 @@ func TestOpenSSHInterop(t *testing.T) {
 	}
 	if v := res.Receipts[0].Verified; v != VerifiedSource {
 		t.Errorf("download verified by %q, want %q", v, VerifiedSource)
+	}
+}
+
+// The streamed hash against a real sshd: segments announced as they are
+// written, a tail that is not a whole block, resumed from a prefix; and a
+// feed that announces more than the file holds gives a digest that does not
+// match (never a false match).
+func TestHashFeedOpenSSH(t *testing.T) {
+	id, signer := sshtest.GenerateKey(t)
+	srv := sshtest.StartOpenSSH(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}})
+	opts := sshconn.Options{
+		KnownHostsFile: sshtest.WriteKnownHosts(t, srv), HostKeyPolicy: sshconn.PolicyStrict,
+		IdentityFiles: []string{id}, ConfigFile: "none", ConnectTimeout: 10 * time.Second,
+		HomeDir: t.TempDir(), Getenv: func(string) string { return "" },
+	}
+	ctx := context.Background()
+	s, err := DialSFTP(ctx, sshconn.Target{User: srv.User, Host: "127.0.0.1", Port: srv.Port}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dir := t.TempDir()
+	data := randBytes(7, 3*hashBlock+12345)
+	want := sum(data)
+
+	p := filepath.Join(dir, "landing")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	feed, err := s.HashStream(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < 3*hashBlock; off += hashBlock {
+		if _, err := f.Write(data[off : off+hashBlock]); err != nil {
+			t.Fatal(err)
+		}
+		if err := feed.Add(hashBlock); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.Write(data[3*hashBlock:]); err != nil {
+		t.Fatal(err)
+	}
+	got, err := feed.Sum(ctx)
+	if err != nil || got != want {
+		t.Fatalf("streamed hash = %q, %v; want %s", got, err, want)
+	}
+	feed.Close()
+
+	// Resumed: the first two blocks are announced at once.
+	if feed, err = s.HashStream(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := feed.Add(2 * hashBlock); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = feed.Sum(ctx); err != nil || got != want {
+		t.Fatalf("resumed streamed hash = %q, %v; want %s", got, err, want)
+	}
+	if err := feed.Add(hashBlock); err == nil {
+		t.Error("Add after Sum succeeded")
+	}
+	if err := feed.Add(hashBlock + 1); err == nil {
+		t.Error("Add of a part of a block succeeded")
+	}
+
+	// More announced than written: the digest of what the file holds, not
+	// of what was announced.
+	short := filepath.Join(dir, "short")
+	if err := os.WriteFile(short, data[:hashBlock], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if feed, err = s.HashStream(ctx, short); err != nil {
+		t.Fatal(err)
+	}
+	_ = feed.Add(3 * hashBlock)
+	if got, _ := feed.Sum(ctx); got == want {
+		t.Errorf("a feed past the end of the file matched the announced data: %q", got)
+	}
+	feed.Close()
+
+	// A file that does not exist: an error, not a digest.
+	if feed, err = s.HashStream(ctx, filepath.Join(dir, "missing")); err == nil {
+		if got, err := feed.Sum(ctx); err == nil {
+			t.Errorf("hash of a missing file = %q, want an error", got)
+		}
+		feed.Close()
 	}
 }

@@ -1,12 +1,8 @@
 package transfer
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"hash"
 	"io"
 	"sync"
-	"sync/atomic"
 )
 
 // Read-ahead for uploads: pkg/sftp sends from a single goroutine that reads
@@ -24,10 +20,8 @@ type raChunk struct {
 	err error
 }
 
-// readAhead reads r in its own goroutine, writes every chunk to sink (the
-// whole-file hash, progress, bandwidth limit) before handing it on, and,
-// when seg > 0, keeps the SHA-256 of each seg-sized segment (seg a multiple
-// of readAheadChunk).
+// readAhead reads r in its own goroutine and writes every chunk to sink
+// (the whole-file hash, progress, bandwidth limit) before handing it on.
 type readAhead struct {
 	ch   chan raChunk
 	free chan []byte
@@ -40,31 +34,22 @@ type readAhead struct {
 	pending error
 
 	allocated int // buffers made so far (producer only)
-	noSums    atomic.Bool
-
-	mu   sync.Mutex
-	sums []string
 }
 
-func newReadAhead(r io.Reader, sink io.Writer, seg int64) *readAhead {
+func newReadAhead(r io.Reader, sink io.Writer) *readAhead {
 	ra := &readAhead{
 		ch:   make(chan raChunk, readAheadDepth),
 		free: make(chan []byte, readAheadDepth+2),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	go ra.produce(r, sink, seg)
+	go ra.produce(r, sink)
 	return ra
 }
 
-func (ra *readAhead) produce(r io.Reader, sink io.Writer, seg int64) {
+func (ra *readAhead) produce(r io.Reader, sink io.Writer) {
 	defer close(ra.done)
 	defer close(ra.ch)
-	var sh hash.Hash
-	if seg > 0 {
-		sh = sha256.New()
-	}
-	var off int64
 	for {
 		var buf []byte
 		if ra.allocated < readAheadDepth+2 {
@@ -86,25 +71,10 @@ func (ra *readAhead) produce(r io.Reader, sink io.Writer, seg int64) {
 		if err == io.ErrUnexpectedEOF {
 			err = io.EOF
 		}
-		if sh != nil && ra.noSums.Load() {
-			sh = nil
-		}
 		if n > 0 {
 			if _, werr := sink.Write(buf[:n]); werr != nil {
 				err = werr
 			}
-			for rem := buf[:n]; sh != nil && len(rem) > 0; {
-				take := min(int64(len(rem)), seg-off%seg)
-				sh.Write(rem[:take])
-				off += take
-				rem = rem[take:]
-				if off%seg == 0 {
-					ra.addSum(sh)
-				}
-			}
-		}
-		if err == io.EOF && sh != nil && off%seg != 0 {
-			ra.addSum(sh)
 		}
 		select {
 		case ra.ch <- raChunk{b: buf[:n], err: err}:
@@ -115,26 +85,6 @@ func (ra *readAhead) produce(r io.Reader, sink io.Writer, seg int64) {
 			return
 		}
 	}
-}
-
-func (ra *readAhead) addSum(h hash.Hash) {
-	ra.mu.Lock()
-	ra.sums = append(ra.sums, hex.EncodeToString(h.Sum(nil)))
-	ra.mu.Unlock()
-	h.Reset()
-}
-
-// stopSegmentSums stops hashing segments (no range checks will want them).
-func (ra *readAhead) stopSegmentSums() { ra.noSums.Store(true) }
-
-// segmentSum returns the SHA-256 of segment k once the producer has read it.
-func (ra *readAhead) segmentSum(k int) (string, bool) {
-	ra.mu.Lock()
-	defer ra.mu.Unlock()
-	if k < len(ra.sums) {
-		return ra.sums[k], true
-	}
-	return "", false
 }
 
 func (ra *readAhead) Read(p []byte) (int, error) {

@@ -85,8 +85,9 @@ type SFTP struct {
 	// sum computes a SHA-256 on the server (sha256sum over SSH exec); nil
 	// when not available.
 	sum func(ctx context.Context, p string) (string, error)
-	// rangeSum hashes a byte range on the server; nil when not available.
-	rangeSum func(ctx context.Context, p string, off, n, block int64) (string, error)
+	// hashStream hashes a file on the server as it lands; nil when not
+	// available.
+	hashStream func(ctx context.Context, p string) (HashFeed, error)
 	// batchSum hashes several files with one remote sha256sum; nil when not
 	// available.
 	batchSum func(ctx context.Context, ps []string) ([]string, error)
@@ -438,13 +439,13 @@ func (s *SFTP) createSmall(p string, data []byte, mode fs.FileMode, fsync bool) 
 	return nil
 }
 
-// SHA256Range implements RangeHasher when the server runs dd and sha256sum
-// for us.
-func (s *SFTP) SHA256Range(ctx context.Context, p string, off, n, block int64) (string, error) {
-	if s.rangeSum == nil {
-		return "", errors.ErrUnsupported
+// HashStream implements StreamHasher when the server runs sh, dd and
+// openssl or sha256sum for us.
+func (s *SFTP) HashStream(ctx context.Context, p string) (HashFeed, error) {
+	if s.hashStream == nil {
+		return nil, errors.ErrUnsupported
 	}
-	return s.rangeSum(ctx, p, off, n, block)
+	return s.hashStream(ctx, p)
 }
 
 // sftpErr wraps an SFTP error with the operation and path, and maps SFTP

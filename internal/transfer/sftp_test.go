@@ -572,33 +572,3 @@ func TestSFTPDownloadResumesAfterKill(t *testing.T) {
 	}
 	noTemps(t, dst)
 }
-
-func TestFastLink(t *testing.T) {
-	const seg = 32 << 20
-	s := time.Second
-	for _, c := range []struct {
-		opt   float64
-		n     int64
-		d     time.Duration
-		cpu   time.Duration
-		cpuOK bool
-		want  bool
-	}{
-		{0, seg, s, 0, true, false},                                    // 32 MiB/s, idle: the link sets the pace
-		{0, seg, s, s / 5, true, false},                                // a fifth of a CPU
-		{0, seg, s, s * 6 / 10, true, true},                            // busy: CPU-bound
-		{0, seg, s, s * 6 / 10, false, false},                          // CPU time unknown
-		{0, seg, s / 5, 0, true, true},                                 // 160 MiB/s
-		{0, seg, s / 5, 0, false, true},                                // the rate alone
-		{1 << 30, seg, s / 5, 2 * s, true, false},                      // a rate set (tests): the CPU is not asked
-		{-1, seg, time.Millisecond, 2 * time.Millisecond, true, false}, // never
-	} {
-		cp := &copier{o: &Options{fastLinkRate: c.opt}}
-		if got := cp.fastLink(c.n, c.d, c.cpu, c.cpuOK); got != c.want {
-			t.Errorf("fastLink(%d bytes, %v, cpu %v %v) with rate %v = %v, want %v", c.n, c.d, c.cpu, c.cpuOK, c.opt, got, c.want)
-		}
-	}
-	if d, ok := processCPU(); ok && d <= 0 {
-		t.Errorf("processCPU = %v, ok: a running test has used some CPU", d)
-	}
-}

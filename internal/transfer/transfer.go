@@ -79,12 +79,7 @@ type Options struct {
 	Permanent func(error) bool
 	Dial      Dialer
 
-	segment    int64 // tests: journal checkpoint interval (default segmentSize)
-	verifySpan int64 // tests: bytes per remote range check (default verifySpan)
-	// tests: bytes per second from which a segment of an upload
-	// means a fast link (default fastLinkRate and the CPU share
-	// cpuBoundShare; when set, the rate alone; < 0 never)
-	fastLinkRate float64
+	segment int64 // tests: journal checkpoint interval (default segmentSize)
 	// tests: called with a batch's temporary files before they are verified
 	beforeBatchVerify func(temps []string)
 }
