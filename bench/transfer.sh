@@ -16,6 +16,12 @@
 #      data, then resumed: bytes re-sent by the second run <= 55% of the file,
 #      read from netops' JSON receipt (bytes_sent, resumed_from), upload and
 #      download
+#   5. not a goal of the issue, printed beside: the same big-file comparison
+#      over a link that sets the pace, as a real network does. A second sshd
+#      runs in a network namespace this script makes, reached over a veth pair
+#      (198.18.0.0/30, the benchmarking range) limited to BENCH_LINK_RATE
+#      (default 1gbit) each way by tc tbf; netops vs scp, verification on and
+#      off. Needs root and tc; skipped otherwise. Removed on exit.
 #
 #   bench/transfer.sh
 #   BENCH_TRANSFER_MIB=256 BENCH_TRANSFER_RUNS=2 bench/transfer.sh   # quicker
@@ -23,6 +29,7 @@
 #   BENCH_TRANSFER_ANCHORS_ONLY=1 bench/transfer.sh                 # without netops
 #   BENCH_TRANSFER_PARTS="verify resume" bench/transfer.sh          # some parts only
 #   BENCH_TRANSFER_KILL_SIGNALS=KILL bench/transfer.sh              # crash only
+#   BENCH_LINK_RATE=2500mbit BENCH_LINK_MIB=1024 BENCH_TRANSFER_PARTS=link bench/transfer.sh
 #   BENCH_TRANSFER_SYNC_FLAGS="--verify none" BENCH_TRANSFER_DIRS=2 ... # explore (2 = 200 files)
 #
 # Installs the anchors (hyperfine, openssh-server/-client, rsync, rclone, jq)
@@ -37,7 +44,9 @@ SMALL_RUNS=${BENCH_TRANSFER_SMALL_RUNS:-5} # hyperfine runs for the small files
 MIB=${BENCH_TRANSFER_MIB:-1024}            # size of the big file
 NDIRS=${BENCH_TRANSFER_DIRS:-20} PERDIR=100 FILEKIB=8 # 2000 files x 8 KiB (100 per directory)
 ANCHORS_ONLY=${BENCH_TRANSFER_ANCHORS_ONLY:-0}
-PARTS=${BENCH_TRANSFER_PARTS:-big small verify resume}
+PARTS=${BENCH_TRANSFER_PARTS:-big small verify resume link}
+LINK_RATE=${BENCH_LINK_RATE:-1gbit} # the rate-limited link of part 5
+LINK_MIB=${BENCH_LINK_MIB:-512}     # and the size of its file
 SIGNALS=${BENCH_TRANSFER_KILL_SIGNALS:-TERM KILL} # how the resume test interrupts netops
 OUT=bench/results
 mkdir -p "$OUT"
@@ -80,10 +89,12 @@ case $work in *[[:space:]]*)
   exit 1
   ;;
 esac
-sshd_pid='' bg_pid=''
+sshd_pid='' bg_pid='' link_sshd_pid='' netns=''
 cleanup() {
   [ -n "$bg_pid" ] && kill -KILL "$bg_pid" 2>/dev/null
   [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null && wait "$sshd_pid" 2>/dev/null
+  [ -n "$link_sshd_pid" ] && kill "$link_sshd_pid" 2>/dev/null && wait "$link_sshd_pid" 2>/dev/null
+  [ -n "$netns" ] && ip netns del "$netns" 2>/dev/null # takes its end of the veth pair, and so both
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -187,7 +198,8 @@ median_ms() { awk -F, 'NR==2 {printf "%.1f", $4*1000}' "$1"; }
 
 # sshd_cpu: CPU seconds (user+sys) of the sshd's reaped children so far:
 # the per-connection sshd processes, sftp-server and remote commands.
-sshd_cpu() { awk -v tk="$(getconf CLK_TCK)" '{printf "%.2f", ($16 + $17) / tk}' "/proc/$sshd_pid/stat"; }
+# (cpu_sshd: another sshd to account, part 5)
+sshd_cpu() { awk -v tk="$(getconf CLK_TCK)" '{printf "%.2f", ($16 + $17) / tk}' "/proc/${cpu_sshd:-$sshd_pid}/stat"; }
 
 # hf NAME RUNS PREPARE CMD: hyperfine one command, print and return its median (ms).
 # Its mean CPU per run goes to $work/cpu-NAME: "client SECONDS server SECONDS"
@@ -407,6 +419,63 @@ if part resume; then
     resume up "$sig"
     resume down "$sig"
   done
+fi
+
+# --- 5. over a rate-limited link (printed beside; not a goal) ------------------------------
+if part link; then
+  say "== beside the goals: $LINK_MIB MiB over a $LINK_RATE link (veth into a network namespace, tc tbf), $RUNS runs each =="
+  if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
+    say "  skipped: needs root, ip and tc"
+  elif ! { netns=netops-bench-$$ && ip netns add "$netns"; }; then
+    netns=''
+    say "  skipped: cannot make a network namespace"
+  else
+    host_if=nbh$$ ns_if=nbn$$
+    ip link add "$host_if" type veth peer name "$ns_if"
+    ip link set "$ns_if" netns "$netns"
+    ip addr add 198.18.0.1/30 dev "$host_if"
+    ip link set "$host_if" up
+    ip netns exec "$netns" ip addr add 198.18.0.2/30 dev "$ns_if"
+    ip netns exec "$netns" ip link set "$ns_if" up
+    ip netns exec "$netns" ip link set lo up
+    # The same limit on both ends: data one way, acknowledgements the other.
+    tc qdisc add dev "$host_if" root tbf rate "$LINK_RATE" burst 1mb latency 50ms
+    ip netns exec "$netns" tc qdisc add dev "$ns_if" root tbf rate "$LINK_RATE" burst 1mb latency 50ms
+    sed -e 's/^ListenAddress .*/ListenAddress 198.18.0.2/' "$work/sshd_config" >"$work/sshd_link_config"
+    ip netns exec "$netns" "$SSHD" -D -e -f "$work/sshd_link_config" 2>"$work/sshd_link.log" &
+    link_sshd_pid=$!
+    for _ in $(seq 200); do
+      ip netns exec "$netns" ss -Hltn "sport = :$port" | grep -q . && break
+      sleep 0.05
+    done
+    printf '[198.18.0.2]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$work/host_ed25519.pub")" >>"$work/known_hosts"
+    sed -e 's/^Host bench$/Host benchlink/' -e 's/HostName 127.0.0.1/HostName 198.18.0.2/' "$SSHCFG" >"$work/ssh_link_config"
+    LURL="sftp://$user@198.18.0.2:$port"
+    LCFG=$work/ssh_link_config
+    head -c "$((LINK_MIB * 1024 * 1024))" "$big" >"$work/src/link.bin"
+    link_sha=$(sha256sum "$work/src/link.bin" | cut -d' ' -f1)
+    sync
+    declare -A lk
+    cpu_sshd=$link_sshd_pid
+    link_run() { # link_run NAME CMD FILE
+      local name=${1// /-}
+      lk[$1]=$(hf "link-$name" "$RUNS" "$(clean "$3")" "$2")
+      [ "$(sha256sum "$3" | cut -d' ' -f1)" = "$link_sha" ] || die "link $1: sha256 of $3 differs"
+      rm -f "$3"
+      awk -v n="$1" -v m="${lk[$1]}" -v s="$LINK_MIB" -v cpu="$(cat "$work/cpu-link-$name")" \
+        'BEGIN {printf "  %-34s median %9.1f ms  %7.0f MiB/s  sha256 ok  cpu s/run: %s\n", n, m, s/(m/1000), cpu}' | tee -a "$summary"
+    }
+    link_run "netops upload" "$NETOPS_COPY $work/src/link.bin $LURL$work/remote/link.bin" "$work/remote/link.bin"
+    link_run "netops upload --verify none" "$NETOPS_COPY --verify none $work/src/link.bin $LURL$work/remote/link.bin" "$work/remote/link.bin"
+    link_run "scp upload" "scp -F $LCFG -q -c aes128-gcm@openssh.com $work/src/link.bin benchlink:$work/remote/link.bin" "$work/remote/link.bin"
+    link_run "netops download" "$NETOPS_COPY $LURL$work/src/link.bin $work/local/link.bin" "$work/local/link.bin"
+    link_run "netops download --verify none" "$NETOPS_COPY --verify none $LURL$work/src/link.bin $work/local/link.bin" "$work/local/link.bin"
+    link_run "scp download" "scp -F $LCFG -q -c aes128-gcm@openssh.com benchlink:$work/src/link.bin $work/local/link.bin" "$work/local/link.bin"
+    awk -v u="${lk[netops upload]}" -v su="${lk[scp upload]}" -v d="${lk[netops download]}" -v sd="${lk[scp download]}" \
+      -v uo="${lk[netops upload --verify none]}" -v dn="${lk[netops download --verify none]}" 'BEGIN {
+        printf "  netops/scp over the link: upload %.2fx, download %.2fx (verification on); verification overhead upload %+.1f%%, download %+.1f%%\n", u/su, d/sd, (u/uo-1)*100, (d/dn-1)*100}' | tee -a "$summary"
+    cpu_sshd=''
+  fi
 fi
 
 say "results: $OUT/transfer-*.csv, $summary"
