@@ -44,7 +44,8 @@ SSH uses ~/.ssh/config, identity files, ssh-agent and known_hosts (config
 section ssh:); host keys are checked strictly unless configured otherwise.
 
 Modes: copy (every file), sync (one-way mirror: copy new and changed files by
-size+mtime or --checksum; --delete extraneous files, guarded by --max-delete,
+size+mtime or --checksum, and give files and directories whose mode or mtime
+alone differ the source's; --delete extraneous files, guarded by --max-delete,
 optionally moved to --backup-dir), bisync (two-way with a baseline).
 A profile's method maps as: scp, sftp -> SFTP; rsync -> mode sync; wget, curl
 -> HTTP download; local -> local paths.

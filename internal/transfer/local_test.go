@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/netops-dev/netops/internal/config"
+	"github.com/netops-dev/netops/internal/sshconn/sshtest"
 	"github.com/netops-dev/netops/internal/transfer/plan"
 )
 
@@ -398,5 +399,86 @@ func TestVerifyMismatchFailsTheFile(t *testing.T) {
 	}
 	if sum(readFile(t, filepath.Join(dst, "f"))) == sum(readFile(t, filepath.Join(src, "f"))) {
 		t.Error("the fault injection did not corrupt anything: the test proves nothing")
+	}
+}
+
+// Sync mirrors attributes: a file whose mode alone changed gets it without
+// a copy, and directories end with the source's mtimes and modes even
+// though files landed in them; a second run then has nothing to do. Copy
+// sets directory times too. Locally and over SFTP.
+func TestSyncAttributes(t *testing.T) {
+	e := startSSH(t, sshtest.Config{})
+	for _, side := range []string{"local", "sftp"} {
+		t.Run(side, func(t *testing.T) {
+			src, dstDir := t.TempDir(), t.TempDir()
+			dst := filepath.Join(dstDir, "out")
+			o := localOpts()
+			url := dst
+			if side == "sftp" {
+				o = sftpOpts(e)
+				url = e.url(dst)
+			}
+			o.Mode = config.ModeSync
+			makeTree(t, src)
+			dirTime := mtime0.Add(-time.Hour)
+			for _, d := range []string{"sub/deep", "sub", "cache"} {
+				if err := os.Chtimes(filepath.Join(src, d), dirTime, dirTime); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chmod(filepath.Join(src, "cache"), 0o750); err != nil {
+				t.Fatal(err)
+			}
+			check := func(what string) {
+				t.Helper()
+				for _, p := range []string{"sub/deep", "sub", "cache", "sub/b.conf", "a.txt"} {
+					si, _ := os.Stat(filepath.Join(src, p))
+					di, err := os.Stat(filepath.Join(dst, p))
+					if err != nil {
+						t.Fatalf("%s: %v", what, err)
+					}
+					if !di.ModTime().Truncate(time.Second).Equal(si.ModTime().Truncate(time.Second)) {
+						t.Errorf("%s: %s mtime %v, want %v", what, p, di.ModTime(), si.ModTime())
+					}
+					if di.Mode().Perm() != si.Mode().Perm() {
+						t.Errorf("%s: %s mode %v, want %v", what, p, di.Mode().Perm(), si.Mode().Perm())
+					}
+				}
+			}
+			if _, err := Run(context.Background(), loc(t, src), loc(t, url), o); err != nil {
+				t.Fatal(err)
+			}
+			check("first sync")
+			// The mode alone changes: attrs, no copy.
+			if err := os.Chmod(filepath.Join(src, "a.txt"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			res, err := Run(context.Background(), loc(t, src), loc(t, url), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Receipts) != 1 || res.Receipts[0].Op != OpAttrs || res.Receipts[0].Path != "a.txt" || res.BytesSent != 0 {
+				t.Errorf("mode change: receipts %+v, %d bytes sent; want one attrs for a.txt, nothing sent", res.Receipts, res.BytesSent)
+			}
+			check("mode-only sync")
+			res, err = Run(context.Background(), loc(t, src), loc(t, url), o)
+			if err != nil || len(res.Receipts) != 0 {
+				t.Errorf("no-change sync: receipts %+v, err %v; want none", res.Receipts, err)
+			}
+			// Copy mode sets directory times as well.
+			cp := filepath.Join(dstDir, "copy")
+			o.Mode = config.ModeCopy
+			curl := cp
+			if side == "sftp" {
+				curl = e.url(cp)
+			}
+			if _, err := Run(context.Background(), loc(t, src), loc(t, curl), o); err != nil {
+				t.Fatal(err)
+			}
+			di, _ := os.Stat(filepath.Join(cp, "sub/deep"))
+			if !di.ModTime().Equal(dirTime) {
+				t.Errorf("copy: sub/deep mtime %v, want %v", di.ModTime(), dirTime)
+			}
+		})
 	}
 }

@@ -25,6 +25,7 @@ const (
 	OpMkdir    = "mkdir"
 	OpConflict = "conflict"
 	OpSkip     = "skip"
+	OpAttrs    = "attrs"
 )
 
 // Location is one end of a transfer.
@@ -212,11 +213,13 @@ type runner struct {
 	srcRoot, dstRoot string // resolved paths
 	srcIsDir         bool
 
-	// actions to carry out, in order: removals, mkdirs, then copies.
+	// actions to carry out, in order: removals, mkdirs, copies, skips,
+	// then attribute updates.
 	removals  []plan.Action
 	mkdirs    []plan.Action
 	copies    []plan.Action
 	skips     []plan.Action
+	attrs     []plan.Action
 	singleDst string // single-file source: the destination file's path
 
 	limOnce sync.Once
@@ -248,7 +251,7 @@ func resolve(f FS, e config.Endpoint) (string, error) {
 func (r *runner) reset() {
 	_ = r.srcConn.close()
 	_ = r.dstConn.close()
-	r.removals, r.mkdirs, r.copies, r.skips = nil, nil, nil, nil
+	r.removals, r.mkdirs, r.copies, r.skips, r.attrs = nil, nil, nil, nil, nil
 	r.singleDst, r.bisync, r.res.Plan = "", nil, nil
 }
 
@@ -316,6 +319,10 @@ func (r *runner) prepare(ctx context.Context) error {
 				op = plan.Mkdir
 			}
 			r.add(plan.Action{Op: op, Path: e.Path, From: plan.A, Reason: "copy", Entry: e})
+			if e.IsDir && !e.ModTime.IsZero() {
+				// Once its files have landed (see plan: Attrs).
+				r.add(plan.Action{Op: plan.Attrs, Path: e.Path, From: plan.A, Reason: "copy", Entry: e})
+			}
 		}
 	case config.ModeSync:
 		if r.o.Checksum {
@@ -429,6 +436,8 @@ func (r *runner) add(a plan.Action) {
 		r.mkdirs = append(r.mkdirs, a)
 	case plan.Copy:
 		r.copies = append(r.copies, a)
+	case plan.Attrs:
+		r.attrs = append(r.attrs, a)
 	default:
 		r.skips = append(r.skips, a)
 	}
@@ -436,7 +445,7 @@ func (r *runner) add(a plan.Action) {
 
 // finishPlan fills Result.Plan in execution order.
 func (r *runner) finishPlan() {
-	for _, list := range [][]plan.Action{r.removals, r.mkdirs, r.copies, r.skips} {
+	for _, list := range [][]plan.Action{r.removals, r.mkdirs, r.copies, r.skips, r.attrs} {
 		for _, a := range list {
 			s := Step{Op: a.Op.String(), Path: a.Path, Reason: a.Reason, ConflictPath: a.ConflictPath}
 			if a.Op == plan.Copy {
@@ -676,6 +685,12 @@ func (r *runner) execute(ctx context.Context) error {
 		record(rec, nil)
 		r.baselineUpdate(ctx, a, rec)
 	}
+	for _, a := range r.attrs {
+		if ctx.Err() != nil {
+			break
+		}
+		record(r.setAttrs(ctx, a))
+	}
 	if err := r.saveBaseline(); err != nil {
 		mu.Lock()
 		failed++
@@ -754,6 +769,34 @@ func (r *runner) mkdir(ctx context.Context, a plan.Action) (Receipt, error) {
 		rec.Error = err.Error()
 	} else {
 		r.baselineUpdate(ctx, a, rec)
+	}
+	return rec, err
+}
+
+// setAttrs gives Path on the target the source's permission bits and
+// mtime (a directory keeps rwx for its owner, as mkdir does, so later runs
+// can write into it).
+func (r *runner) setAttrs(ctx context.Context, a plan.Action) (Receipt, error) {
+	rec := Receipt{Path: a.Path, Op: OpAttrs, Reason: a.Reason, Direction: r.dirOf(a)}
+	f, _, err := r.sideConn(a.Target()).get(ctx)
+	if err == nil {
+		perm := a.Entry.Mode.Perm()
+		if a.Entry.IsDir {
+			perm |= 0o700
+		}
+		p := r.sidePath(a.Target(), a.Path)
+		if perm == 0 {
+			// Not listed: keep what is there, set the time.
+			if ti, serr := f.Stat(ctx, p); serr == nil {
+				perm = ti.Mode.Perm()
+			}
+		}
+		if err = f.(WritableFS).SetAttrs(ctx, p, perm, a.Entry.ModTime); err != nil {
+			err = fmt.Errorf("set mode and mtime of %s: %w", p, err)
+		}
+	}
+	if err != nil {
+		rec.Error = err.Error()
 	}
 	return rec, err
 }

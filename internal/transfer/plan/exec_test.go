@@ -35,6 +35,13 @@ func nohash(es ...Entry) []Entry {
 
 func dir(p string) Entry { return Entry{Path: p, IsDir: true, Mode: fs.ModeDir | 0o755} }
 
+// dirT makes a directory entry whose mtime is known (sec after t0).
+func dirT(p string, sec int) Entry {
+	e := dir(p)
+	e.ModTime = t0.Add(time.Duration(sec) * time.Second)
+	return e
+}
+
 func hashOf(content string) string { return fmt.Sprintf("%064x", []byte(content)) }
 
 func ls(es ...Entry) []Entry { return es }
@@ -100,6 +107,7 @@ func (t tree) list() []Entry {
 // collects Backup moves. It reports ordering violations as errors. If bl is
 // not nil each action is applied to it after it succeeded.
 func execute(sides [2]tree, acts []Action, backup tree, bl *Baseline) error {
+	attrsSet := map[string]bool{}
 	for i, a := range acts {
 		tgt := sides[a.Target()]
 		src := sides[a.From]
@@ -163,9 +171,20 @@ func execute(sides [2]tree, acts []Action, backup tree, bl *Baseline) error {
 			delete(tgt, a.Path)
 			te.Path = a.ConflictPath
 			tgt[a.ConflictPath] = te
+		case Attrs:
+			te, ok := tgt[a.Path]
+			if !ok || te.IsDir != a.Entry.IsDir {
+				return fmt.Errorf("action %d %v: nothing of that type on %s", i, a, a.Target())
+			}
+			te.Mode, te.ModTime = a.Entry.Mode, a.Entry.ModTime
+			tgt[a.Path] = te
+			attrsSet[a.Path] = true
 		case Skip:
 		default:
 			return fmt.Errorf("action %d: unknown op %v", i, a.Op)
+		}
+		if a.Op != Skip && a.Op != Attrs && attrsSet[parent(a.Path)] {
+			return fmt.Errorf("action %d %v: its directory's attributes were already set", i, a)
 		}
 		if bl != nil {
 			bl.Apply(a)
@@ -177,9 +196,9 @@ func execute(sides [2]tree, acts []Action, backup tree, bl *Baseline) error {
 // grouped reorders a plan the way an engine may: removals, Conflict
 // renames, Mkdirs, Copies, Skips (each group in plan order).
 func grouped(acts []Action) []Action {
-	rank := map[Op]int{Delete: 0, Backup: 0, Conflict: 1, Mkdir: 2, Copy: 3, Skip: 4}
+	rank := map[Op]int{Delete: 0, Backup: 0, Conflict: 1, Mkdir: 2, Copy: 3, Skip: 4, Attrs: 5}
 	out := make([]Action, 0, len(acts))
-	for r := 0; r <= 4; r++ {
+	for r := 0; r <= 5; r++ {
 		for _, a := range acts {
 			if rank[a.Op] == r {
 				out = append(out, a)

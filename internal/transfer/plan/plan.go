@@ -16,12 +16,15 @@
 //  2. then everything else (Conflict, Mkdir, Copy, Skip) in tree order, so a
 //     directory is created before the files in it; for one path the actions
 //     come in the order they must run (a Conflict rename before the Copy that
-//     takes its place).
+//     takes its place);
+//  3. last, attribute updates (Attrs, Sync only) in tree order: a
+//     directory's mtime changes whenever an entry in it is added, replaced
+//     or removed, so it is set once everything else is done.
 //
 // An engine may also regroup them as removals, then Conflict renames, then
-// Mkdirs (in the order given), then Copies: the Copy actions of one plan are
-// independent of each other (no two touch the same path on the same side) and
-// may run concurrently.
+// Mkdirs (in the order given), then Copies, then Attrs: the Copy actions of
+// one plan are independent of each other (no two touch the same path on the
+// same side) and may run concurrently.
 //
 // Paths are slash-separated and relative to the side's root. Listings need not
 // contain every directory: the parents of listed entries are implied (their
@@ -39,9 +42,14 @@
 // asked for checksums and must compute them), never a silent fallback. Files
 // whose sizes differ need no hash.
 //
-// Only data decides: a file whose mode alone changed is not copied again
-// (there is no attribute-only action), and directory modes and times are
-// left as they are.
+// Data decides what is copied. Sync then also mirrors attributes, as rsync -a
+// does: a file whose data is the same but whose permission bits differ (or,
+// with Checksum, whose mtime differs) gets an Attrs action instead of a copy,
+// and every source directory whose mtime is known gets one when the
+// destination's differs in mtime or permission bits, or when the plan adds,
+// replaces or removes anything in it (a new directory too). Permission bits
+// are compared only when both sides list them. Bisync decides by data alone
+// and leaves attributes as they are.
 package plan
 
 import (
@@ -91,6 +99,10 @@ const (
 	// failed and leaves the baseline alone, so the next run sees the
 	// conflict again.
 	Conflict
+	// Attrs sets the permission bits and mtime of Path on Target to those
+	// of Action.Entry (the source's): the data is already the same. Sync
+	// only.
+	Attrs
 	// Skip changes nothing on either side. In a bisync it still updates the
 	// baseline (see Baseline.Apply): both sides hold the same data, or both
 	// deleted it. In a sync it reports something the plan declined to do
@@ -110,6 +122,8 @@ func (o Op) String() string {
 		return "mkdir"
 	case Conflict:
 		return "conflict"
+	case Attrs:
+		return "attrs"
 	case Skip:
 		return "skip"
 	}

@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"path"
+	"sort"
 	"strings"
 	"time"
 )
@@ -37,7 +38,8 @@ type SyncOptions struct {
 // another type in the way (a file where the source has a directory, or the
 // other way round) is removed first; a non-empty destination directory in
 // the way of a source file is only removed with Delete (else a Skip says
-// so). Unchanged entries produce no action.
+// so). Attributes follow (see Comparing files): Attrs actions come last.
+// Unchanged entries produce no action.
 func Sync(src, dst []Entry, o SyncOptions) ([]Action, error) {
 	if o.ModifyWindow < 0 {
 		return nil, fmt.Errorf("sync: negative modify window %v", o.ModifyWindow)
@@ -78,7 +80,7 @@ func Sync(src, dst []Entry, o SyncOptions) ([]Action, error) {
 		hasChild[parent(p)] = true
 	}
 
-	var removals, rest []Action
+	var removals, rest, attrs []Action
 	files, dirs := 0, 0
 	remove := func(d Entry, reason string) {
 		op := Delete
@@ -116,7 +118,7 @@ func Sync(src, dst []Entry, o SyncOptions) ([]Action, error) {
 				remove(d, "extraneous")
 			}
 		case s.IsDir && d.IsDir:
-			// nothing: directory times and modes are not synced here
+			// attributes only: see below
 		case s.IsDir && !d.IsDir:
 			remove(d, "type clash: replaced by a directory")
 			create(s, "type clash: replaces a file")
@@ -133,16 +135,60 @@ func Sync(src, dst []Entry, o SyncOptions) ([]Action, error) {
 			if err != nil {
 				return nil, fmt.Errorf("sync: %w", err)
 			}
-			if reason != "" {
+			switch {
+			case reason != "":
 				create(s, reason)
+			case permDiffers(s, d):
+				attrs = append(attrs, Action{Op: Attrs, Path: p, From: A, Reason: "mode changed", Entry: s})
+			case o.Checksum && !sameMTime(s.ModTime, d.ModTime, o.ModifyWindow):
+				attrs = append(attrs, Action{Op: Attrs, Path: p, From: A, Reason: "mtime changed", Entry: s})
 			}
 		}
 	}
 	if o.MaxDelete >= 0 && files+dirs > o.MaxDelete {
 		return nil, &MaxDeleteError{Files: files, Dirs: dirs, Max: o.MaxDelete}
 	}
+	// Directories: after everything else, those whose attributes differ and
+	// those the plan changes (an entry added, replaced or removed in them).
+	changed := map[string]bool{}
+	for _, list := range [][]Action{removals, rest} {
+		for _, a := range list {
+			if a.Op != Skip {
+				changed[parent(a.Path)] = true
+			}
+		}
+	}
+	for _, p := range union(S) {
+		s := S[p]
+		if !s.IsDir || s.ModTime.IsZero() {
+			continue // implied by a listed entry: nothing known to set
+		}
+		d, inD := D[p]
+		var reason string
+		switch {
+		case !inD || !d.IsDir:
+			reason = "new directory"
+		case permDiffers(s, d):
+			reason = "mode changed"
+		case !sameMTime(s.ModTime, d.ModTime, o.ModifyWindow):
+			reason = "mtime changed"
+		case changed[p]:
+			reason = "contents changed"
+		default:
+			continue
+		}
+		attrs = append(attrs, Action{Op: Attrs, Path: p, From: A, Reason: reason, Entry: s})
+	}
+	sort.SliceStable(attrs, func(i, j int) bool { return treeLess(attrs[i].Path, attrs[j].Path) })
 	sortRemovals(removals)
-	return append(removals, rest...), nil
+	return append(append(removals, rest...), attrs...), nil
+}
+
+// permDiffers reports whether two entries list different permission bits
+// (both must list some: a listing without modes compares equal).
+func permDiffers(s, d Entry) bool {
+	sp, dp := s.Mode.Perm(), d.Mode.Perm()
+	return sp != 0 && dp != 0 && sp != dp
 }
 
 // fileDiffers compares a source and a destination file and returns why the

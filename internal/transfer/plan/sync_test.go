@@ -3,6 +3,7 @@ package plan
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -68,11 +69,47 @@ func TestSync(t *testing.T) {
 			want: []string{"copy f A"},
 		},
 		{
-			name: "checksum: same hash, other mtime: nothing",
-			src:  ls(file("f", "abc", 7)),
-			dst:  ls(file("f", "abc", 1)),
-			o:    SyncOptions{Checksum: true},
+			name:    "checksum: same hash, other mtime: the mtime follows",
+			src:     ls(file("f", "abc", 7)),
+			dst:     ls(file("f", "abc", 1)),
+			o:       SyncOptions{Checksum: true},
+			want:    []string{"attrs f A"},
+			reasons: map[string]string{"f": "mtime changed"},
+		},
+		{
+			name:    "same data, other mode: attrs, no copy",
+			src:     ls(Entry{Path: "f", Size: 3, ModTime: t0, Mode: 0o600}),
+			dst:     ls(Entry{Path: "f", Size: 3, ModTime: t0, Mode: 0o644}),
+			want:    []string{"attrs f A"},
+			reasons: map[string]string{"f": "mode changed"},
+		},
+		{
+			name: "a listing without modes compares equal",
+			src:  ls(Entry{Path: "f", Size: 3, ModTime: t0, Mode: 0o600}),
+			dst:  ls(Entry{Path: "f", Size: 3, ModTime: t0}),
 			want: []string{},
+		},
+		{
+			name: "directories with known times: unchanged, nothing",
+			src:  ls(dirT("d", 3), file("d/f", "x", 1)),
+			dst:  ls(dirT("d", 3), file("d/f", "x", 1)),
+			o:    all,
+			want: []string{},
+		},
+		{
+			name:    "directory times follow, last, deepest and shallowest in tree order",
+			src:     ls(dirT("a", 3), dirT("a/new", 4), file("a/new/f", "x", 1), dirT("b", 5), dirT("c", 6), file("c/f", "y", 1)),
+			dst:     ls(dirT("a", 3), dirT("b", 9), dirT("c", 6), file("c/f", "y", 1), file("c/old", "z", 1)),
+			o:       all,
+			want:    []string{"delete c/old A", "mkdir a/new A", "copy a/new/f A", "attrs a A", "attrs a/new A", "attrs b A", "attrs c A"},
+			reasons: map[string]string{"a": "contents changed", "a/new": "new directory", "b": "mtime changed", "c": "contents changed"},
+		},
+		{
+			name:    "directory mode follows",
+			src:     ls(Entry{Path: "d", IsDir: true, Mode: fs.ModeDir | 0o700, ModTime: t0}),
+			dst:     ls(Entry{Path: "d", IsDir: true, Mode: fs.ModeDir | 0o755, ModTime: t0}),
+			want:    []string{"attrs d A"},
+			reasons: map[string]string{"d": "mode changed"},
 		},
 		{
 			name:    "checksum: same size and mtime, other hash",
@@ -199,6 +236,12 @@ func TestSync(t *testing.T) {
 				if d := sameData(sides[A], sides[B]); d != "" {
 					t.Errorf("after the plan: %s", d)
 				}
+				// Attributes too: a second plan has nothing to do.
+				again, err := Sync(sides[A].list(), sides[B].list(), tc.o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkPlan(t, again, []string{})
 			}
 		})
 	}
