@@ -154,7 +154,7 @@ func (l *Locker) Acquire(ctx context.Context, req lock.Request) (*lock.Lease, er
 		}
 	}
 	for {
-		lease, id, busy, err := l.enqueue(ctx, req, ttl, own)
+		lease, id, busy, first, err := l.enqueue(ctx, req, ttl, own)
 		switch {
 		case errors.Is(err, errNeedFile):
 			if own, err = l.createFile(req.Name, req.Owner); err != nil {
@@ -175,18 +175,18 @@ func (l *Locker) Acquire(ctx context.Context, req lock.Request) (*lock.Lease, er
 			return nil, fmt.Errorf("%w: lock %q is %s", lock.ErrTimeout, req.Name, describeQueue(busy, 0))
 		}
 		l.keep(id, own)
-		return l.wait(ctx, req, id)
+		return l.wait(ctx, req, id, first)
 	}
 }
 
 // enqueue is Acquire's first transaction. It returns the lease when the
 // lock is granted at once (id is 0 when the owner already held it); the new
-// waiting ticket's id when the request waits; or no id and the queue when
-// it must not wait.
-func (l *Locker) enqueue(ctx context.Context, req lock.Request, ttl time.Duration, own *ownFile) (lease *lock.Lease, id int64, busy []ticket, err error) {
+// waiting ticket's id and its first look at the queue when the request
+// waits; or no id and the queue when it must not wait.
+func (l *Locker) enqueue(ctx context.Context, req lock.Request, ttl time.Duration, own *ownFile) (lease *lock.Lease, id int64, busy []ticket, first look, err error) {
 	var dead []ticket
 	err = l.st.Update(ctx, func(tx *sql.Tx) error {
-		lease, id, busy, dead = nil, 0, nil, nil
+		lease, id, busy, first, dead = nil, 0, nil, look{}, nil
 		now := time.Now().UnixNano()
 		live, d, err := l.evaluate(ctx, tx, req.Name, now)
 		if err != nil {
@@ -237,6 +237,8 @@ func (l *Locker) enqueue(ctx context.Context, req lock.Request, ttl time.Duratio
 		id = t.id
 		if t.held() {
 			lease = t.lease()
+		} else {
+			first = l.waitLook(append(live, t), len(live))
 		}
 		return nil
 	})
@@ -244,7 +246,7 @@ func (l *Locker) enqueue(ctx context.Context, req lock.Request, ttl time.Duratio
 	if err != nil && !errors.Is(err, errNeedFile) && !errors.Is(err, lock.ErrInvalid) {
 		err = dbError(ctx, fmt.Sprintf("lock %q", req.Name), err)
 	}
-	return lease, id, busy, err
+	return lease, id, busy, first, err
 }
 
 // dbError wraps an error from the state database for op. When ctx is done
@@ -292,29 +294,11 @@ func (l *Locker) check(ctx context.Context, name string, id int64) (look, error)
 			lk.gone = true
 			return nil
 		}
-		t := live[me]
-		if t.held() {
+		if t := live[me]; t.held() {
 			lk.lease = t.lease()
 			return nil
 		}
-		// Watch the nearest ticket ahead that conflicts with this one:
-		// each release then wakes one waiter, not the whole queue.
-		blocker := -1
-		for i, a := range live[:me] {
-			// A semaphore ticket waits for any earlier one to go: watch
-			// the nearest (the bell rings on every release anyway).
-			if t.mode == lock.Exclusive || a.mode == lock.Exclusive || t.slots > 0 && me >= t.slots {
-				blocker = i
-			}
-			if a.held() && (lk.nextExpiry == 0 || a.expires < lk.nextExpiry) {
-				lk.nextExpiry = a.expires
-			}
-		}
-		if blocker >= 0 {
-			if b := live[blocker]; b.file != "" && (b.session || !b.held()) {
-				lk.watch = l.path(b.file)
-			}
-		}
+		lk = l.waitLook(live, me)
 		return nil
 	})
 	l.removeFiles(dead)
@@ -324,8 +308,36 @@ func (l *Locker) check(ctx context.Context, name string, id int64) (look, error)
 	return lk, nil
 }
 
+// waitLook is the look of waiting ticket live[me] at its queue: what to
+// watch, and when the next lease ahead expires.
+func (l *Locker) waitLook(live []ticket, me int) look {
+	lk := look{queue: live}
+	t := live[me]
+	// Watch the nearest ticket ahead that conflicts with this one:
+	// each release then wakes one waiter, not the whole queue.
+	blocker := -1
+	for i, a := range live[:me] {
+		// A semaphore ticket waits for any earlier one to go: watch
+		// the nearest (the bell rings on every release anyway).
+		if t.mode == lock.Exclusive || a.mode == lock.Exclusive || t.slots > 0 && me >= t.slots {
+			blocker = i
+		}
+		if a.held() && (lk.nextExpiry == 0 || a.expires < lk.nextExpiry) {
+			lk.nextExpiry = a.expires
+		}
+	}
+	if blocker >= 0 {
+		if b := live[blocker]; b.file != "" && (b.session || !b.held()) {
+			lk.watch = l.path(b.file)
+		}
+	}
+	return lk
+}
+
 // wait waits for waiting ticket id to be granted, per req.Wait and ctx.
-func (l *Locker) wait(ctx context.Context, req lock.Request, id int64) (*lock.Lease, error) {
+// first, when it names a file to watch, is the look enqueue already took:
+// the first sleep needs no look of its own.
+func (l *Locker) wait(ctx context.Context, req lock.Request, id int64, first look) (*lock.Lease, error) {
 	var deadline <-chan time.Time
 	if req.Wait > 0 {
 		t := time.NewTimer(req.Wait)
@@ -335,11 +347,17 @@ func (l *Locker) wait(ctx context.Context, req lock.Request, id int64) (*lock.Le
 	bell := l.bellPath(req.Name)
 	for {
 		// Read the bell before looking, so that a release after the look
-		// changes it.
+		// changes it. (A first look with a file to watch does not use the
+		// bell: a release before the watch starts finds the file unlocked
+		// or gone.)
 		rung := fsutil.BellTime(bell)
-		lk, err := l.check(ctx, req.Name, id)
-		if err != nil {
-			return nil, l.abandon(ctx, id, err)
+		lk := first
+		first = look{}
+		if lk.watch == "" {
+			var err error
+			if lk, err = l.check(ctx, req.Name, id); err != nil {
+				return nil, l.abandon(ctx, id, err)
+			}
 		}
 		if lk.lease != nil {
 			return l.granted(req, id, lk.lease), nil
@@ -351,6 +369,12 @@ func (l *Locker) wait(ctx context.Context, req lock.Request, id int64) (*lock.Le
 		res := l.sleep(ctx, lk, bell, rung, deadline)
 		switch {
 		case res == woken:
+			// A release grants the next tickets in its own transaction:
+			// when this one is among them, a read says so, and the
+			// waiter starts without taking the write lock.
+			if lease := l.grantedAlready(ctx, id); lease != nil {
+				return l.granted(req, id, lease), nil
+			}
 			continue
 		case res == timedOut:
 			// A last look: the lock may have come free just now.
@@ -434,6 +458,17 @@ func (l *Locker) granted(req lock.Request, id int64, lease *lock.Lease) *lock.Le
 	return lease
 }
 
+// grantedAlready returns the lease of ticket id when it is held and not
+// expired, from a read outside any transaction (no write lock); nil
+// otherwise, or on any error: the caller then looks the usual way.
+func (l *Locker) grantedAlready(ctx context.Context, id int64) *lock.Lease {
+	ts, err := queryTickets(ctx, l.st.DB(), "WHERE id = ?", id)
+	if err != nil || len(ts) != 1 || !ts[0].held() || ts[0].expires <= time.Now().UnixNano() {
+		return nil
+	}
+	return ts[0].lease()
+}
+
 // abandon deletes the ticket of a wait that ended without the lock (even
 // if it was granted meanwhile: nobody will use that grant) and returns
 // cause. Closing the lock file makes the ticket dead in any case, so a
@@ -493,10 +528,10 @@ func (l *Locker) Release(ctx context.Context, name, owner string) error {
 	if owner == "" {
 		return fmt.Errorf("%w: empty owner", lock.ErrInvalid)
 	}
-	var released, expired, others []ticket
+	var released, expired, others, dead []ticket
 	waiting := map[int64]bool{} // the owner's waiting tickets
 	err := l.st.Update(ctx, func(tx *sql.Tx) error {
-		released, expired, others = nil, nil, nil
+		released, expired, others, dead = nil, nil, nil, nil
 		clear(waiting)
 		ts, err := queryTickets(ctx, tx, "WHERE name = ? ORDER BY id", name)
 		if err != nil {
@@ -521,11 +556,22 @@ func (l *Locker) Release(ctx context.Context, name, owner string) error {
 		if err := deleteTickets(ctx, tx, released); err != nil {
 			return err
 		}
-		return deleteTickets(ctx, tx, expired)
+		if err := deleteTickets(ctx, tx, expired); err != nil {
+			return err
+		}
+		if len(released)+len(expired) == 0 {
+			return nil
+		}
+		// Grant the next tickets now (the waiters then only read, see
+		// grantedAlready): the grant rule of check, applied by whoever
+		// frees the lock.
+		_, dead, err = l.evaluate(ctx, tx, name, now)
+		return err
 	})
 	if err != nil {
 		return dbError(ctx, fmt.Sprintf("lock %q: release", name), err)
 	}
+	l.removeFiles(dead)
 	// This Locker's files of the owner's grants go even when the ticket
 	// was already gone (expired, or released by another process).
 	l.dropOwnerFiles(name, owner, waiting)

@@ -100,7 +100,7 @@ const ticketCols = `id, name, mode, slots, owner, host, pid, command, session, f
 
 // queryTickets returns the tickets selected by where (a WHERE and ORDER BY
 // clause with args).
-func queryTickets(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]ticket, error) {
+func queryTickets(ctx context.Context, tx querier, where string, args ...any) ([]ticket, error) {
 	rows, err := tx.QueryContext(ctx, "SELECT "+ticketCols+" FROM lock_tickets "+where, args...)
 	if err != nil {
 		return nil, err
@@ -118,6 +118,11 @@ func queryTickets(ctx context.Context, tx *sql.Tx, where string, args ...any) ([
 		ts = append(ts, t)
 	}
 	return ts, rows.Err()
+}
+
+// querier is a transaction, or a pool for a read outside of one.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
 // insertTicket adds t (its id is set from the new row).
