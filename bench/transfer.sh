@@ -89,12 +89,16 @@ case $work in *[[:space:]]*)
   exit 1
   ;;
 esac
-sshd_pid='' bg_pid='' link_sshd_pid='' netns=''
+sshd_pid='' bg_pid='' link_sshd_pid='' netns='' host_if=''
 cleanup() {
   [ -n "$bg_pid" ] && kill -KILL "$bg_pid" 2>/dev/null
   [ -n "$sshd_pid" ] && kill "$sshd_pid" 2>/dev/null && wait "$sshd_pid" 2>/dev/null
-  [ -n "$link_sshd_pid" ] && kill "$link_sshd_pid" 2>/dev/null && wait "$link_sshd_pid" 2>/dev/null
-  [ -n "$netns" ] && ip netns del "$netns" 2>/dev/null # takes its end of the veth pair, and so both
+  if [ -n "$netns" ]; then
+    [ -n "$link_sshd_pid" ] && kill "$link_sshd_pid" 2>/dev/null && wait "$link_sshd_pid" 2>/dev/null
+    ip netns pids "$netns" 2>/dev/null | xargs -r kill 2>/dev/null # its sshd's children
+    ip netns del "$netns" 2>/dev/null
+  fi
+  [ -n "$host_if" ] && ip link del "$host_if" 2>/dev/null # both ends, wherever the other is
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -424,30 +428,40 @@ fi
 # --- 5. over a rate-limited link (printed beside; not a goal) ------------------------------
 if part link; then
   say "== beside the goals: $LINK_MIB MiB over a $LINK_RATE link (veth into a network namespace, tc tbf), $RUNS runs each =="
-  if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
-    say "  skipped: needs root, ip and tc"
-  elif ! { netns=netops-bench-$$ && ip netns add "$netns"; }; then
-    netns=''
-    say "  skipped: cannot make a network namespace"
-  else
-    host_if=nbh$$ ns_if=nbn$$
-    ip link add "$host_if" type veth peer name "$ns_if"
-    ip link set "$ns_if" netns "$netns"
-    ip addr add 198.18.0.1/30 dev "$host_if"
-    ip link set "$host_if" up
-    ip netns exec "$netns" ip addr add 198.18.0.2/30 dev "$ns_if"
-    ip netns exec "$netns" ip link set "$ns_if" up
-    ip netns exec "$netns" ip link set lo up
-    # The same limit on both ends: data one way, acknowledgements the other.
-    tc qdisc add dev "$host_if" root tbf rate "$LINK_RATE" burst 1mb latency 50ms
-    ip netns exec "$netns" tc qdisc add dev "$ns_if" root tbf rate "$LINK_RATE" burst 1mb latency 50ms
+  # link_setup: the namespace, the veth pair, the rate limits and the sshd
+  # in the namespace; fails (and the part is skipped) if any step does.
+  link_setup() {
+    netns=netops-bench-$$
+    ip netns add "$netns" || { netns=''; return 1; }
+    host_if=nbh$$
+    local ns_if=nbn$$
+    ip link add "$host_if" type veth peer name "$ns_if" || { host_if=''; return 1; }
+    ip link set "$ns_if" netns "$netns" &&
+      ip addr add 198.18.0.1/30 dev "$host_if" &&
+      ip link set "$host_if" up &&
+      ip netns exec "$netns" ip addr add 198.18.0.2/30 dev "$ns_if" &&
+      ip netns exec "$netns" ip link set "$ns_if" up &&
+      ip netns exec "$netns" ip link set lo up &&
+      # The same limit on both ends: data one way, acknowledgements the other.
+      tc qdisc add dev "$host_if" root tbf rate "$LINK_RATE" burst 1mb latency 50ms &&
+      ip netns exec "$netns" tc qdisc add dev "$ns_if" root tbf rate "$LINK_RATE" burst 1mb latency 50ms ||
+      return 1
     sed -e 's/^ListenAddress .*/ListenAddress 198.18.0.2/' "$work/sshd_config" >"$work/sshd_link_config"
     ip netns exec "$netns" "$SSHD" -D -e -f "$work/sshd_link_config" 2>"$work/sshd_link.log" &
     link_sshd_pid=$!
     for _ in $(seq 200); do
-      ip netns exec "$netns" ss -Hltn "sport = :$port" | grep -q . && break
+      ip netns exec "$netns" ss -Hltn "sport = :$port" | grep -q . && return 0
+      kill -0 "$link_sshd_pid" 2>/dev/null || break
       sleep 0.05
     done
+    cat "$work/sshd_link.log" >&2
+    return 1
+  }
+  if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
+    say "  skipped: needs root, ip and tc"
+  elif ! link_setup; then
+    say "  skipped: could not set up the namespace, the veth pair, tc tbf or the sshd in it"
+  else
     printf '[198.18.0.2]:%s %s\n' "$port" "$(cut -d' ' -f1,2 "$work/host_ed25519.pub")" >>"$work/known_hosts"
     sed -e 's/^Host bench$/Host benchlink/' -e 's/HostName 127.0.0.1/HostName 198.18.0.2/' "$SSHCFG" >"$work/ssh_link_config"
     LURL="sftp://$user@198.18.0.2:$port"

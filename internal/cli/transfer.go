@@ -44,9 +44,10 @@ SSH uses ~/.ssh/config, identity files, ssh-agent and known_hosts (config
 section ssh:); host keys are checked strictly unless configured otherwise.
 
 Modes: copy (every file), sync (one-way mirror: copy new and changed files by
-size+mtime or --checksum, and give files and directories whose mode or mtime
-alone differ the source's; --delete extraneous files, guarded by --max-delete,
-optionally moved to --backup-dir), bisync (two-way with a baseline).
+size+mtime or --checksum; files whose mode alone differs, and directories, get
+the source's mode and mtime without a copy; --delete extraneous files, guarded
+by --max-delete, optionally moved to --backup-dir), bisync (two-way with a
+baseline).
 A profile's method maps as: scp, sftp -> SFTP; rsync -> mode sync; wget, curl
 -> HTTP download; local -> local paths.
 
@@ -417,14 +418,15 @@ func (a *app) runTransfers(cmd *cobra.Command, jobs []*transferJob, f *transferF
 	if err != nil {
 		return err
 	}
-	if _, set := a.lookup("GOGC"); !set {
+	if a.getenv("GOGC") == "" {
 		// The SSH library allocates a buffer per 32 KiB packet, so a
 		// download makes garbage at the speed of the link, and at the
 		// default GOGC=100 collects it about every 10 MiB. At 400 (1 GiB
 		// download over loopback on the bench box): 0.4 to 0.6 s less
 		// client CPU and about 10% less time, for a peak RSS of about
-		// 100 MiB instead of 55. GOGC set in the environment is kept.
-		debug.SetGCPercent(transferGCPercent)
+		// 100 MiB instead of 55. GOGC set in the environment is kept;
+		// the setting is undone when the run ends (in-process callers).
+		defer debug.SetGCPercent(debug.SetGCPercent(transferGCPercent))
 	}
 	ctx := cmd.Context()
 	notify, err := a.newNotifier("--notify", f.notify)

@@ -805,3 +805,45 @@ func TestCutMidSFTPUpload(t *testing.T) {
 		t.Fatalf("server holds %d bytes after the cut", len(got))
 	}
 }
+
+// Start: the command reads what is written to its stdin until it is closed;
+// Wait returns its output. A command killed before its input ends gives no
+// output and a prompt return.
+func TestStartStdinWaitKill(t *testing.T) {
+	srv, o := keyServer(t, sshtest.Config{User: "alice"})
+	c := dial(t, srv.Target("alice"), o)
+	ctx := context.Background()
+	p, err := c.Start(ctx, []string{"sha256sum"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range []string{"hello ", "world\n"} {
+		if _, err := io.WriteString(p.Stdin(), part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Stdin().Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Wait(ctx)
+	want := fmt.Sprintf("%x  -\n", sha256.Sum256([]byte("hello world\n")))
+	if err != nil || string(out) != want {
+		t.Fatalf("Wait = %q, %v; want %q", out, err, want)
+	}
+
+	p, err = c.Start(ctx, []string{"sha256sum"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(p.Stdin(), "partial"); err != nil {
+		t.Fatal(err)
+	}
+	p.Kill()
+	// The connection still works after a killed command.
+	if out, err := c.Run(ctx, []string{"sha256sum", "--", "/dev/null"}); err != nil || !strings.HasPrefix(string(out), "e3b0c442") {
+		t.Fatalf("Run after Kill = %q, %v", out, err)
+	}
+	if _, err := c.Start(ctx, []string{"sha256sum", "bad\x00arg"}); err == nil {
+		t.Error("Start with a NUL in an argument succeeded")
+	}
+}

@@ -342,6 +342,14 @@ func ExecUnavailable(err error) bool {
 	return errors.As(err, &ee) && (ee.Status == 127 || ee.Status == 126)
 }
 
+// SessionRefused reports whether err is the server refusing to open one
+// more session on the connection (OpenSSH: more than MaxSessions, 10 by
+// default, at once): a limit of the moment, not a lack of exec.
+func SessionRefused(err error) bool {
+	var oce *ssh.OpenChannelError
+	return errors.As(err, &oce) && (oce.Reason == ssh.Prohibited || oce.Reason == ssh.ResourceShortage)
+}
+
 const maxStderr = 64 << 10
 
 // Run runs argv on the server and returns its standard output. Each argument

@@ -60,6 +60,9 @@ func DialSFTP(ctx context.Context, t sshconn.Target, o sshconn.Options) (*SFTP, 
 			if err == nil {
 				return parseSHA256Sum(string(out))
 			}
+			if sshconn.SessionRefused(err) {
+				return "", errors.ErrUnsupported // too many sessions now: read this one back
+			}
 			if !sshconn.ExecUnavailable(err) {
 				return "", fmt.Errorf("sha256sum %s: %w", p, err)
 			}
@@ -67,6 +70,9 @@ func DialSFTP(ctx context.Context, t sshconn.Target, o sshconn.Options) (*SFTP, 
 		}
 		out, err := c.Run(ctx, []string{"sha256sum", "--", p})
 		if err != nil {
+			if sshconn.SessionRefused(err) {
+				return "", errors.ErrUnsupported
+			}
 			if sshconn.ExecUnavailable(err) {
 				noExec.Store(true)
 				return "", errors.ErrUnsupported
@@ -115,11 +121,26 @@ func DialSFTP(ctx context.Context, t sshconn.Target, o sshconn.Options) (*SFTP, 
 		return parseSHA256Lines(string(out), len(sums))
 	}
 	var noStream atomic.Bool
+	// Each streamed hash holds a session for a whole file: at most
+	// maxHashStreams at once, so that with the SFTP session and the odd
+	// whole-file hash they stay under OpenSSH's MaxSessions (10 by
+	// default). A file that finds none free is hashed whole at the end.
+	streams := make(chan struct{}, maxHashStreams)
 	s.hashStream = func(ctx context.Context, p string) (HashFeed, error) {
 		if noStream.Load() || noExec.Load() {
 			return nil, errors.ErrUnsupported
 		}
-		return startHashFeed(ctx, c, p, func() { noStream.Store(true) })
+		select {
+		case streams <- struct{}{}:
+		default:
+			return nil, errors.ErrUnsupported
+		}
+		done := func() { <-streams }
+		f, err := startHashFeed(ctx, c, p, func() { noStream.Store(true) }, done)
+		if err != nil {
+			done()
+		}
+		return f, err
 	}
 	return s, nil
 }

@@ -19,13 +19,7 @@ import (
 // sshd (skipped when it is not installed): posix-rename, fsync@openssh.com,
 // the real sha256sum over exec.
 func TestOpenSSHInterop(t *testing.T) {
-	id, signer := sshtest.GenerateKey(t)
-	srv := sshtest.StartOpenSSH(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}})
-	e := &sshEnv{srv: srv, user: srv.User, opts: sshconn.Options{
-		KnownHostsFile: sshtest.WriteKnownHosts(t, srv), HostKeyPolicy: sshconn.PolicyStrict,
-		IdentityFiles: []string{id}, ConfigFile: "none", ConnectTimeout: 10 * time.Second,
-		HomeDir: t.TempDir(), Getenv: func(string) string { return "" },
-	}}
+	e := startOpenSSH(t)
 	src := t.TempDir()
 	files := makeTree(t, src)
 	remote := t.TempDir() // absolute: the sshd user is the test user
@@ -99,15 +93,9 @@ func TestOpenSSHInterop(t *testing.T) {
 // feed that announces more than the file holds gives a digest that does not
 // match (never a false match).
 func TestHashFeedOpenSSH(t *testing.T) {
-	id, signer := sshtest.GenerateKey(t)
-	srv := sshtest.StartOpenSSH(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}})
-	opts := sshconn.Options{
-		KnownHostsFile: sshtest.WriteKnownHosts(t, srv), HostKeyPolicy: sshconn.PolicyStrict,
-		IdentityFiles: []string{id}, ConfigFile: "none", ConnectTimeout: 10 * time.Second,
-		HomeDir: t.TempDir(), Getenv: func(string) string { return "" },
-	}
+	e := startOpenSSH(t)
 	ctx := context.Background()
-	s, err := DialSFTP(ctx, sshconn.Target{User: srv.User, Host: "127.0.0.1", Port: srv.Port}, opts)
+	s, err := DialSFTP(ctx, sshconn.Target{User: e.user, Host: "127.0.0.1", Port: e.srv.Port}, e.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,18 +148,41 @@ func TestHashFeedOpenSSH(t *testing.T) {
 		t.Error("Add of a part of a block succeeded")
 	}
 
-	// More announced than written: the digest of what the file holds, not
-	// of what was announced.
-	short := filepath.Join(dir, "short")
-	if err := os.WriteFile(short, data[:hashBlock], 0o600); err != nil {
+	// A block announced while it is still a hole (written out of order, as
+	// concurrent SFTP writes may land) is read as zeros: once the data
+	// arrives the file's hash differs from the streamed one, which can only
+	// miss, never match a file it did not read.
+	holey := filepath.Join(dir, "holey")
+	hf, err := os.Create(holey)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if feed, err = s.HashStream(ctx, short); err != nil {
+	defer hf.Close()
+	if feed, err = s.HashStream(ctx, holey); err != nil {
 		t.Fatal(err)
 	}
-	_ = feed.Add(3 * hashBlock)
-	if got, _ := feed.Sum(ctx); got == want {
-		t.Errorf("a feed past the end of the file matched the announced data: %q", got)
+	if _, err := hf.WriteAt(data[2*hashBlock:3*hashBlock], 2*hashBlock); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hf.WriteAt(data[:hashBlock], 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := feed.Add(3 * hashBlock); err != nil {
+		t.Fatal(err)
+	}
+	// Sum waits for the remote dd; only then is the hole filled.
+	streamed, err := feed.Sum(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hf.WriteAt(data[hashBlock:2*hashBlock], hashBlock); err != nil {
+		t.Fatal(err)
+	}
+	if full := sum(data[:3*hashBlock]); streamed == full {
+		t.Errorf("a stream that read a hole matched the filled file: %s", streamed)
+	}
+	if zeros := sum(append(append(append([]byte{}, data[:hashBlock]...), make([]byte, hashBlock)...), data[2*hashBlock:3*hashBlock]...)); streamed != zeros {
+		t.Errorf("streamed %s, want the digest of what the file held (%s)", streamed, zeros)
 	}
 	feed.Close()
 
@@ -182,4 +193,17 @@ func TestHashFeedOpenSSH(t *testing.T) {
 		}
 		feed.Close()
 	}
+}
+
+// startOpenSSH starts an OpenSSH sshd (skipping the test without one) and
+// returns how to reach it: strict host key, the test's key.
+func startOpenSSH(t *testing.T) *sshEnv {
+	t.Helper()
+	id, signer := sshtest.GenerateKey(t)
+	srv := sshtest.StartOpenSSH(t, sshtest.Config{AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}})
+	return &sshEnv{srv: srv, user: srv.User, opts: sshconn.Options{
+		KnownHostsFile: sshtest.WriteKnownHosts(t, srv), HostKeyPolicy: sshconn.PolicyStrict,
+		IdentityFiles: []string{id}, ConfigFile: "none", ConnectTimeout: 10 * time.Second,
+		HomeDir: t.TempDir(), Getenv: func(string) string { return "" },
+	}}
 }

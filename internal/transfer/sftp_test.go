@@ -473,7 +473,7 @@ func TestSFTPUploadCheckpoints(t *testing.T) {
 	if sum(readFile(t, filepath.Join(remote, "big"))) != sum(data) {
 		t.Fatal("wrong hash")
 	}
-	// The test server has no sh: the per-segment check is refused and the
+	// The test server has no sh: the streamed hash is refused and the
 	// whole-file sha256sum decides.
 	if v := res.Receipts[0].Verified; v != VerifiedRemote {
 		t.Errorf("verified by %q, want %q", v, VerifiedRemote)
@@ -571,4 +571,47 @@ func TestSFTPDownloadResumesAfterKill(t *testing.T) {
 		t.Fatal("wrong hash")
 	}
 	noTemps(t, dst)
+}
+
+// wrongStreamFS is an SFTP destination whose streamed hash always reports a
+// wrong digest (as a server whose openssl failed half way would).
+type wrongStreamFS struct{ *SFTP }
+
+func (wrongStreamFS) HashStream(context.Context, string) (HashFeed, error) {
+	return wrongFeed{}, nil
+}
+
+type wrongFeed struct{}
+
+func (wrongFeed) Add(int64) error                     { return nil }
+func (wrongFeed) Sum(context.Context) (string, error) { return strings.Repeat("0", 64), nil }
+func (wrongFeed) Close()                              {}
+
+// A streamed hash that does not match is only a missed shortcut: the
+// landed file is hashed as a whole, and that decides (here: it is right).
+func TestStreamHashMismatchFallsBack(t *testing.T) {
+	e := startSSH(t, sshtest.Config{})
+	src, remote := t.TempDir(), t.TempDir()
+	data := randBytes(9, 3<<20+5)
+	writeFile(t, filepath.Join(src, "big"), data, 0o644, mtime0)
+	o := sftpOpts(e)
+	o.segment = 1 << 20
+	dial := o.Dial
+	o.Dial = func(ctx context.Context, ep config.Endpoint) (FS, error) {
+		f, err := dial(ctx, ep)
+		if s, ok := f.(*SFTP); ok {
+			return wrongStreamFS{s}, err
+		}
+		return f, err
+	}
+	res, err := Run(context.Background(), loc(t, filepath.Join(src, "big")), loc(t, e.url(remote+"/big")), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := res.Receipts[0].Verified; v == VerifiedStream || v == VerifiedNone {
+		t.Errorf("verified by %q after a wrong streamed hash, want the whole-file check", v)
+	}
+	if sum(readFile(t, filepath.Join(remote, "big"))) != sum(data) {
+		t.Fatal("wrong data landed")
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 
 	"github.com/netops-dev/netops/internal/sshconn"
 )
@@ -34,6 +35,9 @@ type HashFeed interface {
 // hashBlock is the unit of HashFeed.Add.
 const hashBlock = 1 << 20
 
+// maxHashStreams is how many streamed hashes one SSH connection runs at once.
+const maxHashStreams = 6
+
 // streamScript hashes the file $1 as it lands: each line on its standard
 // input is a number of 1 MiB blocks now written after the ones already
 // read, which dd reads at once (from the page cache); at the end of the
@@ -50,23 +54,27 @@ type sshHashFeed struct {
 	p           *sshconn.Process
 	in          io.WriteCloser
 	unavailable func()
+	done        func()
 	err         error
 }
 
 // startHashFeed starts streamScript for p on c; unavailable is called when
-// the server cannot run it (no exec, no sh), so later files skip it.
-func startHashFeed(ctx context.Context, c *sshconn.Client, p string, unavailable func()) (HashFeed, error) {
+// the server cannot run it (no exec, no sh), so later files skip it, and
+// done once when the feed has ended (summed or closed).
+func startHashFeed(ctx context.Context, c *sshconn.Client, p string, unavailable, done func()) (HashFeed, error) {
 	// A constant script; the path is a positional parameter, quoted by
 	// sshconn: nothing from it becomes shell syntax.
 	proc, err := c.Start(ctx, []string{"sh", "-c", streamScript, "sh", p})
 	if err != nil {
 		if sshconn.ExecUnavailable(err) {
 			unavailable()
+		}
+		if sshconn.ExecUnavailable(err) || sshconn.SessionRefused(err) {
 			return nil, errors.ErrUnsupported
 		}
 		return nil, fmt.Errorf("hash %s on the server: %w", p, err)
 	}
-	return &sshHashFeed{p: proc, in: proc.Stdin(), unavailable: unavailable}, nil
+	return &sshHashFeed{p: proc, in: proc.Stdin(), unavailable: unavailable, done: sync.OnceFunc(done)}, nil
 }
 
 func (f *sshHashFeed) Add(n int64) error {
@@ -87,6 +95,7 @@ func (f *sshHashFeed) Sum(ctx context.Context) (string, error) {
 	if f.err != nil {
 		return "", f.err
 	}
+	defer f.done()
 	if err := f.in.Close(); err != nil {
 		f.err = err
 		return "", err
@@ -108,4 +117,5 @@ func (f *sshHashFeed) Close() {
 		f.err = errors.New("hash feed: closed")
 	}
 	f.p.Kill()
+	f.done()
 }

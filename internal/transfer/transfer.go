@@ -313,15 +313,23 @@ func (r *runner) prepare(ctx context.Context) error {
 	}
 	switch r.o.Mode {
 	case config.ModeCopy:
+		existing := map[string]bool{}
+		for _, e := range dstList {
+			if e.IsDir {
+				existing[e.Path] = true
+			}
+		}
 		for _, e := range srcList {
 			op := plan.Copy
 			if e.IsDir {
 				op = plan.Mkdir
 			}
 			r.add(plan.Action{Op: op, Path: e.Path, From: plan.A, Reason: "copy", Entry: e})
-			if e.IsDir && !e.ModTime.IsZero() {
-				// Once its files have landed (see plan: Attrs).
-				r.add(plan.Action{Op: plan.Attrs, Path: e.Path, From: plan.A, Reason: "copy", Entry: e})
+			if e.IsDir && !e.ModTime.IsZero() && !existing[e.Path] {
+				// A directory this run creates gets the source's time once
+				// its files have landed (see plan: Attrs); copy leaves the
+				// attributes of directories that were there alone.
+				r.add(plan.Action{Op: plan.Attrs, Path: e.Path, From: plan.A, Reason: "new directory", Entry: e})
 			}
 		}
 	case config.ModeSync:
@@ -774,25 +782,31 @@ func (r *runner) mkdir(ctx context.Context, a plan.Action) (Receipt, error) {
 }
 
 // setAttrs gives Path on the target the source's permission bits and
-// mtime (a directory keeps rwx for its owner, as mkdir does, so later runs
-// can write into it).
+// mtime (a directory keeps rwx for its owner, plan.DirPerm, as mkdir does,
+// so later runs can write into it). A directory whose attributes this user
+// may not change (another owner's, group-writable) is left as it is: the
+// receipt says so, and the run does not fail for it.
 func (r *runner) setAttrs(ctx context.Context, a plan.Action) (Receipt, error) {
 	rec := Receipt{Path: a.Path, Op: OpAttrs, Reason: a.Reason, Direction: r.dirOf(a)}
 	f, _, err := r.sideConn(a.Target()).get(ctx)
 	if err == nil {
-		perm := a.Entry.Mode.Perm()
-		if a.Entry.IsDir {
-			perm |= 0o700
-		}
 		p := r.sidePath(a.Target(), a.Path)
+		perm := a.Entry.Mode.Perm()
 		if perm == 0 {
 			// Not listed: keep what is there, set the time.
 			if ti, serr := f.Stat(ctx, p); serr == nil {
 				perm = ti.Mode.Perm()
 			}
 		}
+		if a.Entry.IsDir {
+			perm = plan.DirPerm(perm)
+		}
 		if err = f.(WritableFS).SetAttrs(ctx, p, perm, a.Entry.ModTime); err != nil {
-			err = fmt.Errorf("set mode and mtime of %s: %w", p, err)
+			err = fmt.Errorf("set mode and mtime: %w", err)
+		}
+		if err != nil && a.Entry.IsDir && errors.Is(err, fs.ErrPermission) {
+			rec.Reason += "; not permitted to change it, left as it is"
+			return rec, nil
 		}
 	}
 	if err != nil {

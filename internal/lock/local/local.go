@@ -10,9 +10,10 @@
 // lock and its fencing token. The grant rule (grantable) says which tickets
 // may hold the lock: among the live tickets of a name, ordered by id, an
 // exclusive ticket when it is first, a shared one when all before it are
-// shared. Whoever looks at a queue (a waiter, a new request) does it inside
-// one BEGIN IMMEDIATE transaction (store.Update) that deletes dead tickets
-// and grants every ticket the rule allows, so grants follow ticket order.
+// shared. Whoever looks at a queue (a new request, a waiter, a release that
+// freed a grant) does it inside one BEGIN IMMEDIATE transaction
+// (store.Update) that deletes dead tickets and grants every ticket the rule
+// allows, so grants follow ticket order.
 //
 // # Liveness
 //
@@ -36,14 +37,20 @@
 //     process releases, gives up or dies. This wakes the waiter within about
 //     a millisecond, and a release wakes one waiter, not the whole queue;
 //   - when that ticket is a grant with no process behind it (a lease taken
-//     without Session, freed by a later `lock release` or by Cleanup): the
-//     lock's bell file rings (see ring) — inotify on Linux, one stat every
-//     10 ms elsewhere;
+//     without Session, freed by a later `lock release` or by Cleanup), or
+//     when more than one ticket is in the way (a semaphore): the lock's bell
+//     file rings (see ring) — inotify on Linux, one stat every 10 ms
+//     elsewhere;
 //   - the earliest expiry among the leases ahead of it;
 //   - a safety re-check every second (for changes nothing signals, such as
 //     a session grant released by another process);
 //   - its Wait deadline or the end of ctx: it then deletes its own ticket
 //     (and closes its file) before returning.
+//
+// Woken, a waiter first reads its own ticket outside any transaction: the
+// release that woke it has usually granted it already, and then it needs
+// no write transaction at all. The first sleep uses the look that enqueue
+// took when it made the ticket.
 //
 // A blocked flock cannot be cancelled, so the flock watchers are not tied
 // to one Acquire: the Locker keeps one per watched file, shared by all its
@@ -154,6 +161,7 @@ func (l *Locker) Acquire(ctx context.Context, req lock.Request) (*lock.Lease, er
 		}
 	}
 	for {
+		rung := fsutil.BellTime(l.bellPath(req.Name)) // before enqueue's look: see wait
 		lease, id, busy, first, err := l.enqueue(ctx, req, ttl, own)
 		switch {
 		case errors.Is(err, errNeedFile):
@@ -175,7 +183,7 @@ func (l *Locker) Acquire(ctx context.Context, req lock.Request) (*lock.Lease, er
 			return nil, fmt.Errorf("%w: lock %q is %s", lock.ErrTimeout, req.Name, describeQueue(busy, 0))
 		}
 		l.keep(id, own)
-		return l.wait(ctx, req, id, first)
+		return l.wait(ctx, req, id, first, rung)
 	}
 }
 
@@ -265,6 +273,7 @@ type look struct {
 	lease      *lock.Lease // granted
 	gone       bool        // the ticket was deleted by someone else
 	watch      string      // lock file of the first ticket in the way, "" if none to watch
+	bellToo    bool        // listen to the bell as well as watch (more than one ticket in the way)
 	nextExpiry int64       // earliest expiry of a lease ahead, 0 if none
 	queue      []ticket    // the live tickets
 }
@@ -315,12 +324,13 @@ func (l *Locker) waitLook(live []ticket, me int) look {
 	t := live[me]
 	// Watch the nearest ticket ahead that conflicts with this one:
 	// each release then wakes one waiter, not the whole queue.
-	blocker := -1
+	blocker, conflicts := -1, 0
 	for i, a := range live[:me] {
 		// A semaphore ticket waits for any earlier one to go: watch
-		// the nearest (the bell rings on every release anyway).
+		// the nearest, and the bell (below).
 		if t.mode == lock.Exclusive || a.mode == lock.Exclusive || t.slots > 0 && me >= t.slots {
 			blocker = i
+			conflicts++
 		}
 		if a.held() && (lk.nextExpiry == 0 || a.expires < lk.nextExpiry) {
 			lk.nextExpiry = a.expires
@@ -331,13 +341,18 @@ func (l *Locker) waitLook(live []ticket, me int) look {
 			lk.watch = l.path(b.file)
 		}
 	}
+	// With more than one ticket in the way, a release further ahead (a
+	// slot of a semaphore freed by another holder) can grant this ticket
+	// while the one watched stays: the bell says so.
+	lk.bellToo = conflicts > 1
 	return lk
 }
 
 // wait waits for waiting ticket id to be granted, per req.Wait and ctx.
-// first, when it names a file to watch, is the look enqueue already took:
-// the first sleep needs no look of its own.
-func (l *Locker) wait(ctx context.Context, req lock.Request, id int64, first look) (*lock.Lease, error) {
+// first, when it names a file to watch, is the look enqueue already took
+// (with the bell as read before enqueue, firstRung): the first sleep needs
+// no look of its own.
+func (l *Locker) wait(ctx context.Context, req lock.Request, id int64, first look, firstRung time.Time) (*lock.Lease, error) {
 	var deadline <-chan time.Time
 	if req.Wait > 0 {
 		t := time.NewTimer(req.Wait)
@@ -347,11 +362,13 @@ func (l *Locker) wait(ctx context.Context, req lock.Request, id int64, first loo
 	bell := l.bellPath(req.Name)
 	for {
 		// Read the bell before looking, so that a release after the look
-		// changes it. (A first look with a file to watch does not use the
-		// bell: a release before the watch starts finds the file unlocked
-		// or gone.)
+		// changes it (the first look, enqueue's, comes with the bell as
+		// read before it).
 		rung := fsutil.BellTime(bell)
 		lk := first
+		if lk.watch != "" {
+			rung = firstRung
+		}
 		first = look{}
 		if lk.watch == "" {
 			var err error
@@ -412,7 +429,7 @@ func (l *Locker) sleep(ctx context.Context, lk look, bell string, rung time.Time
 	}
 	var rang <-chan struct{}
 	var poll <-chan time.Time
-	if wake == nil {
+	if wake == nil || lk.bellToo {
 		var stop func()
 		rang, stop = fsutil.WatchBell(bell, rung)
 		defer stop()
@@ -460,7 +477,9 @@ func (l *Locker) granted(req lock.Request, id int64, lease *lock.Lease) *lock.Le
 
 // grantedAlready returns the lease of ticket id when it is held and not
 // expired, from a read outside any transaction (no write lock); nil
-// otherwise, or on any error: the caller then looks the usual way.
+// otherwise, or on any error: the caller then looks the usual way. The read
+// goes through the write pool on purpose: a `lock run` process has that
+// connection open already, and the read-only pool would open a second one.
 func (l *Locker) grantedAlready(ctx context.Context, id int64) *lock.Lease {
 	ts, err := queryTickets(ctx, l.st.DB(), "WHERE id = ?", id)
 	if err != nil || len(ts) != 1 || !ts[0].held() || ts[0].expires <= time.Now().UnixNano() {

@@ -364,3 +364,52 @@ func TestAcquireCancelledWhileStoreBusy(t *testing.T) {
 		t.Fatalf("Acquire while the database is locked = %v; want DeadlineExceeded", err)
 	}
 }
+
+// A release grants the next tickets in its own transaction: the moment it
+// returns, the status shows the waiter as the holder, before the waiter has
+// woken to look (its lease comes from that grant).
+func TestReleaseGrantsNextTicket(t *testing.T) {
+	state := t.TempDir()
+	l1, l2, l3 := openLocker(t, state), openLocker(t, state), openLocker(t, state)
+	ctx := t.Context()
+	r1 := exclusive("job", "first")
+	r1.Session = true
+	if _, err := l1.Acquire(ctx, r1); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *lock.Lease, 1)
+	go func() {
+		r := exclusive("job", "second")
+		r.Session = true
+		r.Wait = 20 * time.Second
+		lease, err := l2.Acquire(ctx, r)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- lease
+	}()
+	waitForWaiters(t, l3, "job", 1)
+	if err := l1.Release(ctx, "job", "first"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := l3.Status(ctx, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var holders []string
+	for _, s := range st {
+		for _, h := range s.Holders {
+			holders = append(holders, h.Owner)
+		}
+	}
+	if len(holders) != 1 || holders[0] != "second" {
+		t.Fatalf("right after the release, holders are %q, want the waiter %q", holders, "second")
+	}
+	lease := <-got
+	if lease == nil || lease.Owner != "second" || lease.Acquired.IsZero() {
+		t.Fatalf("waiter's lease = %+v", lease)
+	}
+	if err := l2.Release(ctx, "job", "second"); err != nil {
+		t.Fatal(err)
+	}
+}

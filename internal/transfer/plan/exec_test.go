@@ -103,8 +103,9 @@ func (t tree) list() []Entry {
 	return out
 }
 
-// execute carries out acts on the two trees (index A and B); backup
-// collects Backup moves. It reports ordering violations as errors. If bl is
+// execute carries out acts on the two trees (index A and B), Attrs
+// included (a directory gets DirPerm, as an engine does); backup collects
+// Backup moves. It reports ordering violations as errors. If bl is
 // not nil each action is applied to it after it succeeded.
 func execute(sides [2]tree, acts []Action, backup tree, bl *Baseline) error {
 	attrsSet := map[string]bool{}
@@ -177,6 +178,9 @@ func execute(sides [2]tree, acts []Action, backup tree, bl *Baseline) error {
 				return fmt.Errorf("action %d %v: nothing of that type on %s", i, a, a.Target())
 			}
 			te.Mode, te.ModTime = a.Entry.Mode, a.Entry.ModTime
+			if te.IsDir { // as an engine does
+				te.Mode = fs.ModeDir | DirPerm(a.Entry.Mode.Perm())
+			}
 			tgt[a.Path] = te
 			attrsSet[a.Path] = true
 		case Skip:

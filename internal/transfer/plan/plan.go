@@ -17,7 +17,7 @@
 //     directory is created before the files in it; for one path the actions
 //     come in the order they must run (a Conflict rename before the Copy that
 //     takes its place);
-//  3. last, attribute updates (Attrs, Sync only) in tree order: a
+//  3. last, attribute updates (Attrs, from Sync) in tree order: a
 //     directory's mtime changes whenever an entry in it is added, replaced
 //     or removed, so it is set once everything else is done.
 //
@@ -48,8 +48,9 @@
 // and every source directory whose mtime is known gets one when the
 // destination's differs in mtime or permission bits, or when the plan adds,
 // replaces or removes anything in it (a new directory too). Permission bits
-// are compared only when both sides list them. Bisync decides by data alone
-// and leaves attributes as they are.
+// are compared only when both sides list them, a directory's with rwx for
+// its owner added (DirPerm). Bisync decides by data alone and leaves
+// attributes as they are.
 package plan
 
 import (
@@ -100,8 +101,9 @@ const (
 	// conflict again.
 	Conflict
 	// Attrs sets the permission bits and mtime of Path on Target to those
-	// of Action.Entry (the source's): the data is already the same. Sync
-	// only.
+	// of Action.Entry (the source's; a directory's through DirPerm): the
+	// data is already the same. Sync makes them; internal/transfer also
+	// uses them in copy mode for the directories a run creates.
 	Attrs
 	// Skip changes nothing on either side. In a bisync it still updates the
 	// baseline (see Baseline.Apply): both sides hold the same data, or both

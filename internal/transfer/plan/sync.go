@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"io/fs"
 	"path"
 	"sort"
 	"strings"
@@ -185,10 +186,24 @@ func Sync(src, dst []Entry, o SyncOptions) ([]Action, error) {
 }
 
 // permDiffers reports whether two entries list different permission bits
-// (both must list some: a listing without modes compares equal).
+// (both must list some: a listing without modes compares equal). A
+// directory is compared with rwx for its owner added to the source's mode,
+// as an engine gives it (DirPerm).
 func permDiffers(s, d Entry) bool {
 	sp, dp := s.Mode.Perm(), d.Mode.Perm()
+	if s.IsDir {
+		sp = DirPerm(sp)
+	}
 	return sp != 0 && dp != 0 && sp != dp
+}
+
+// DirPerm is the mode an engine gives a directory whose source has perm:
+// rwx for its owner always, so that later runs can write into it.
+func DirPerm(perm fs.FileMode) fs.FileMode {
+	if perm == 0 {
+		return 0
+	}
+	return perm | 0o700
 }
 
 // fileDiffers compares a source and a destination file and returns why the

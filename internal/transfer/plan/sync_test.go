@@ -105,6 +105,21 @@ func TestSync(t *testing.T) {
 			reasons: map[string]string{"a": "contents changed", "a/new": "new directory", "b": "mtime changed", "c": "contents changed"},
 		},
 		{
+			name:    "a read-only source directory keeps rwx for its owner, and then stays put",
+			src:     ls(Entry{Path: "d", IsDir: true, Mode: fs.ModeDir | 0o555, ModTime: t0}),
+			dst:     ls(Entry{Path: "d", IsDir: true, Mode: fs.ModeDir | 0o700, ModTime: t0}),
+			o:       all,
+			want:    []string{"attrs d A"},
+			reasons: map[string]string{"d": "mode changed"},
+		},
+		{
+			name: "a read-only source directory landed as 755: nothing",
+			src:  ls(Entry{Path: "d", IsDir: true, Mode: fs.ModeDir | 0o555, ModTime: t0}),
+			dst:  ls(Entry{Path: "d", IsDir: true, Mode: fs.ModeDir | 0o755, ModTime: t0}),
+			o:    all,
+			want: []string{},
+		},
+		{
 			name:    "directory mode follows",
 			src:     ls(Entry{Path: "d", IsDir: true, Mode: fs.ModeDir | 0o700, ModTime: t0}),
 			dst:     ls(Entry{Path: "d", IsDir: true, Mode: fs.ModeDir | 0o755, ModTime: t0}),
