@@ -38,7 +38,7 @@
 //     a millisecond, and a release wakes one waiter, not the whole queue;
 //   - when that ticket is a grant with no process behind it (a lease taken
 //     without Session, freed by a later `lock release` or by Cleanup), or
-//     when more than one ticket is in the way (a semaphore): the lock's bell
+//     for a semaphore ticket with more than one ticket in the way: the lock's bell
 //     file rings (see ring) — inotify on Linux, one stat every 10 ms
 //     elsewhere;
 //   - the earliest expiry among the leases ahead of it;
@@ -341,10 +341,13 @@ func (l *Locker) waitLook(live []ticket, me int) look {
 			lk.watch = l.path(b.file)
 		}
 	}
-	// With more than one ticket in the way, a release further ahead (a
-	// slot of a semaphore freed by another holder) can grant this ticket
-	// while the one watched stays: the bell says so.
-	lk.bellToo = conflicts > 1
+	// A semaphore ticket with more than one ticket in the way can be
+	// granted by a release further ahead (a slot freed by another holder)
+	// while the one watched stays: the bell says so. Any other ticket
+	// cannot be granted while the one it watches is there (FIFO), and must
+	// not wake on every release (a queue of exclusive waiters would all
+	// look at once).
+	lk.bellToo = t.slots > 0 && conflicts > 1
 	return lk
 }
 
