@@ -581,8 +581,8 @@ func (l *Locker) Release(ctx context.Context, name, owner string) error {
 		if err := deleteTickets(ctx, tx, expired); err != nil {
 			return err
 		}
-		if len(released)+len(expired) == 0 {
-			return nil
+		if len(released)+len(expired) == 0 || len(released)+len(expired) == len(ts) {
+			return nil // nothing freed, or nobody else in the queue
 		}
 		// Grant the next tickets now (the waiters then only read, see
 		// grantedAlready): the grant rule of check, applied by whoever
