@@ -225,7 +225,10 @@ func (c *copier) attempt(ctx context.Context, j fileJob, st *attemptState, rec *
 	prefixFromDest := false
 	if offset > 0 {
 		// Rebuild the streaming SHA-256 state for the prefix from whichever
-		// side is local (no network traffic); with neither, start over.
+		// side is local (no network traffic). With neither (SFTP to SFTP,
+		// HTTP to SFTP), read the source's prefix again to hash it: that
+		// costs reading it, not sending it again; the destination's prefix
+		// is checked by the final hash of the landed file.
 		switch {
 		case isLocal(sfs):
 			err = hashPrefix(ctx, sfs, j.Src, offset, h)
@@ -233,7 +236,7 @@ func (c *copier) attempt(ctx context.Context, j fileJob, st *attemptState, rec *
 			err = hashPrefix(ctx, dfs, st.temp, offset, h)
 			prefixFromDest = true
 		default:
-			err = errors.New("no local side")
+			err = hashPrefix(ctx, sfs, j.Src, offset, h)
 		}
 		if err != nil {
 			h.Reset()

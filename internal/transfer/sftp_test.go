@@ -615,3 +615,47 @@ func TestStreamHashMismatchFallsBack(t *testing.T) {
 		t.Fatal("wrong data landed")
 	}
 }
+
+// An SFTP-to-SFTP copy cut half way resumes from what the destination
+// holds: the source's prefix is read again to rebuild the hash, not sent
+// again, and the landed file is right.
+func TestSFTPToSFTPResumesAfterCut(t *testing.T) {
+	r1, r2 := t.TempDir(), t.TempDir()
+	e1 := startSSH(t, sshtest.Config{Root: r1})
+	e2 := startSSH(t, sshtest.Config{Root: r2})
+	p := cutproxy.Start(t, e2.srv.Addr)
+	size := 32 << 20
+	data := randBytes(23, size)
+	writeFile(t, filepath.Join(r1, "big"), data, 0o644, mtime0)
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	a, _ := os.ReadFile(e1.opts.KnownHostsFile)
+	if err := os.WriteFile(kh, a, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The destination is reached through the proxy: pin its key.
+	so := e1.opts
+	so.KnownHostsFile = kh
+	so.IdentityFiles = append(so.IdentityFiles, e2.opts.IdentityFiles...)
+	so.Fingerprints = map[string]string{fmt.Sprintf("127.0.0.1:%d", p.Port()): e2.srv.Fingerprint()}
+	p.CutUpstreamAfter(int64(size / 2))
+	o := sftpOpts(e1)
+	o.Dial = NewDialer(so, nil, "t")
+	res, err := Run(context.Background(), loc(t, e1.url(r1+"/big")), loc(t, e2.urlVia(p.Port(), r2+"/big")), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Cuts() != 1 {
+		t.Fatalf("proxy cut %d connections, want 1", p.Cuts())
+	}
+	if got := readFile(t, filepath.Join(r2, "big")); sum(got) != sum(data) {
+		t.Fatal("landed file has the wrong hash")
+	}
+	r := res.Receipts[0]
+	if r.Attempts != 2 || r.ResumedFrom <= 0 {
+		t.Fatalf("receipt %+v: want 2 attempts and a resume offset", r)
+	}
+	if r.BytesSent >= int64(size)+r.ResumedFrom {
+		t.Errorf("sent %d bytes for a %d-byte file resumed from %d: the prefix went again", r.BytesSent, size, r.ResumedFrom)
+	}
+	noTemps(t, r2)
+}
