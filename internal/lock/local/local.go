@@ -38,9 +38,9 @@
 //     a millisecond, and a release wakes one waiter, not the whole queue;
 //   - when that ticket is a grant with no process behind it (a lease taken
 //     without Session, freed by a later `lock release` or by Cleanup), or
-//     for a semaphore ticket with more than one ticket in the way: the lock's bell
-//     file rings (see ring) — inotify on Linux, one stat every 10 ms
-//     elsewhere;
+//     for a semaphore ticket with more than one ticket in the way: the
+//     lock's bell file rings (see ring) — inotify on Linux, one stat every
+//     10 ms elsewhere;
 //   - the earliest expiry among the leases ahead of it;
 //   - a safety re-check every second (for changes nothing signals, such as
 //     a session grant released by another process);
@@ -273,7 +273,7 @@ type look struct {
 	lease      *lock.Lease // granted
 	gone       bool        // the ticket was deleted by someone else
 	watch      string      // lock file of the first ticket in the way, "" if none to watch
-	bellToo    bool        // listen to the bell as well as watch (more than one ticket in the way)
+	bellToo    bool        // listen to the bell as well as watch (a semaphore ticket, more than one ticket in the way)
 	nextExpiry int64       // earliest expiry of a lease ahead, 0 if none
 	queue      []ticket    // the live tickets
 }
