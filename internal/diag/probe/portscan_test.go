@@ -30,18 +30,24 @@ func scanTestOpen(t *testing.T, addr string, n int) []int {
 	return ports
 }
 
-// scanTestClosed returns n ports of addr that were listening and are closed
-// now: a connect gets a reset.
+// scanTestClosed returns n ports of addr that are closed, and held so
+// until the test ends (see holdClosed): a connect gets a reset.
 func scanTestClosed(t *testing.T, addr string, n int) []int {
 	t.Helper()
 	var ports []int
-	for range n {
+	for try := 0; len(ports) < n; try++ {
+		if try == 20*n {
+			t.Fatalf("no closed port held on %s in %d tries", addr, try)
+		}
 		ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
+		if holdClosed(t, addr, port) {
+			ports = append(ports, port)
+		}
 	}
 	slices.Sort(ports)
 	return ports
@@ -159,11 +165,17 @@ func TestPortscanIPv6(t *testing.T) {
 // when the port is taken.
 func holdClosed(t *testing.T, ip string, port int) bool {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	a := netip.MustParseAddr(ip)
+	family := syscall.AF_INET6
+	var sa syscall.Sockaddr = &syscall.SockaddrInet6{Port: port, Addr: a.As16()}
+	if a.Is4() {
+		family = syscall.AF_INET
+		sa = &syscall.SockaddrInet4{Port: port, Addr: a.As4()}
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sa := &syscall.SockaddrInet4{Port: port, Addr: netip.MustParseAddr(ip).As4()}
 	if err := syscall.Bind(fd, sa); err != nil {
 		syscall.Close(fd)
 		return false
