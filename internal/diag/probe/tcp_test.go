@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -105,17 +106,11 @@ func tcpTestServe(t *testing.T, network, addr string, tlsCfg *tls.Config, handle
 // tcpTestHold keeps a connection open until the peer closes it.
 func tcpTestHold(c net.Conn) { _, _ = bufio.NewReader(c).ReadString(0) }
 
-// tcpTestClosedPort returns a loopback address whose port was just opened and
-// closed again, so that a connect to it is refused.
+// tcpTestClosedPort returns a loopback address whose port is held closed
+// for the test (see holdClosed), so that a connect to it is refused.
 func tcpTestClosedPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(scanTestClosed(t, "127.0.0.1", 1)[0]))
 }
 
 func tcpTestMetric(t *testing.T, res Result, name string) float64 {
