@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -658,4 +660,52 @@ func TestSFTPToSFTPResumesAfterCut(t *testing.T) {
 		t.Errorf("sent %d bytes for a %d-byte file resumed from %d: the prefix went again", r.BytesSent, size, r.ResumedFrom)
 	}
 	noTemps(t, r2)
+}
+
+// noChmodFS is an SFTP destination where this user may not change the
+// attributes of existing files (another owner's, in a directory it may
+// write): only its own temporary files.
+type noChmodFS struct{ *SFTP }
+
+func (f noChmodFS) SetAttrs(ctx context.Context, p string, perm fs.FileMode, mtime time.Time) error {
+	if !IsTemp(path.Base(p)) {
+		return &fs.PathError{Op: "chmod", Path: p, Err: fs.ErrPermission}
+	}
+	return f.SFTP.SetAttrs(ctx, p, perm, mtime)
+}
+
+// A file whose mode alone changed, on a destination that refuses to
+// change it in place, is copied instead: the run succeeds and the mode
+// follows.
+func TestSyncModeChangeNotPermittedCopies(t *testing.T) {
+	e := startSSH(t, sshtest.Config{})
+	src, remote := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(src, "f"), []byte("data\n"), 0o644, mtime0)
+	o := sftpOpts(e)
+	o.Mode = config.ModeSync
+	if _, err := Run(context.Background(), loc(t, src), loc(t, e.url(remote)), o); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(src, "f"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dial := o.Dial
+	o.Dial = func(ctx context.Context, ep config.Endpoint) (FS, error) {
+		f, err := dial(ctx, ep)
+		if s, ok := f.(*SFTP); ok {
+			return noChmodFS{s}, err
+		}
+		return f, err
+	}
+	res, err := Run(context.Background(), loc(t, src), loc(t, e.url(remote)), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Receipts) != 1 || res.Receipts[0].Op != OpCopy || !strings.Contains(res.Receipts[0].Reason, "not permitted") {
+		t.Fatalf("receipts %+v: want one copy of f, not permitted in place", res.Receipts)
+	}
+	fi, err := os.Stat(filepath.Join(remote, "f"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("landed mode %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
 }

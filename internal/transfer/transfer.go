@@ -785,7 +785,9 @@ func (r *runner) mkdir(ctx context.Context, a plan.Action) (Receipt, error) {
 // mtime (a directory keeps rwx for its owner, plan.DirPerm, as mkdir does,
 // so later runs can write into it). A directory whose attributes this user
 // may not change (another owner's, group-writable) is left as it is: the
-// receipt says so, and the run does not fail for it.
+// receipt says so, and the run does not fail for it. Such a file is copied
+// instead: the copy lands under the name as this user's, with the source's
+// mode and mtime (what a copy would have done anyway).
 func (r *runner) setAttrs(ctx context.Context, a plan.Action) (Receipt, error) {
 	rec := Receipt{Path: a.Path, Op: OpAttrs, Reason: a.Reason, Direction: r.dirOf(a)}
 	f, _, err := r.sideConn(a.Target()).get(ctx)
@@ -804,9 +806,14 @@ func (r *runner) setAttrs(ctx context.Context, a plan.Action) (Receipt, error) {
 		if err = f.(WritableFS).SetAttrs(ctx, p, perm, a.Entry.ModTime); err != nil {
 			err = fmt.Errorf("set mode and mtime: %w", err)
 		}
-		if err != nil && a.Entry.IsDir && errors.Is(err, fs.ErrPermission) {
-			rec.Reason += "; not permitted to change it, left as it is"
-			return rec, nil
+		if err != nil && errors.Is(err, fs.ErrPermission) {
+			if a.Entry.IsDir {
+				rec.Reason += "; not permitted to change it, left as it is"
+				return rec, nil
+			}
+			c := a
+			c.Op, c.Reason = plan.Copy, a.Reason+"; not permitted to change it in place, copied"
+			return r.copy(ctx, c)
 		}
 	}
 	if err != nil {
