@@ -675,18 +675,23 @@ func (f noChmodFS) SetAttrs(ctx context.Context, p string, perm fs.FileMode, mti
 }
 
 // A file whose mode alone changed, on a destination that refuses to
-// change it in place, is copied instead: the run succeeds and the mode
-// follows.
+// change it in place, is copied instead, and a directory there is left as
+// it is: the run succeeds and the file's mode follows.
 func TestSyncModeChangeNotPermittedCopies(t *testing.T) {
 	e := startSSH(t, sshtest.Config{})
 	src, remote := t.TempDir(), t.TempDir()
 	writeFile(t, filepath.Join(src, "f"), []byte("data\n"), 0o644, mtime0)
+	writeFile(t, filepath.Join(src, "d/g"), []byte("more\n"), 0o644, mtime0)
 	o := sftpOpts(e)
 	o.Mode = config.ModeSync
 	if _, err := Run(context.Background(), loc(t, src), loc(t, e.url(remote)), o); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(filepath.Join(src, "f"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// And a directory whose mtime changed: left as it is, noted.
+	if err := os.Chtimes(filepath.Join(src, "d"), mtime0, mtime0); err != nil {
 		t.Fatal(err)
 	}
 	dial := o.Dial
@@ -701,8 +706,10 @@ func TestSyncModeChangeNotPermittedCopies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Receipts) != 1 || res.Receipts[0].Op != OpCopy || !strings.Contains(res.Receipts[0].Reason, "not permitted") {
-		t.Fatalf("receipts %+v: want one copy of f, not permitted in place", res.Receipts)
+	if len(res.Receipts) != 2 || res.Receipts[0].Path != "d" || res.Receipts[0].Op != OpAttrs ||
+		!strings.Contains(res.Receipts[0].Reason, "left as it is") || res.Receipts[0].Error != "" ||
+		res.Receipts[1].Path != "f" || res.Receipts[1].Op != OpCopy || !strings.Contains(res.Receipts[1].Reason, "not permitted") {
+		t.Fatalf("receipts %+v: want d's attributes left as they are, and a copy of f", res.Receipts)
 	}
 	fi, err := os.Stat(filepath.Join(remote, "f"))
 	if err != nil || fi.Mode().Perm() != 0o600 {
