@@ -575,6 +575,19 @@ func TestSFTPDownloadResumesAfterKill(t *testing.T) {
 	noTemps(t, dst)
 }
 
+// wrapSFTP makes o's dialer hand out every SFTP connection wrapped by wrap
+// (a test FS that changes one behaviour).
+func wrapSFTP(o *Options, wrap func(*SFTP) FS) {
+	dial := o.Dial
+	o.Dial = func(ctx context.Context, ep config.Endpoint) (FS, error) {
+		f, err := dial(ctx, ep)
+		if s, ok := f.(*SFTP); ok {
+			return wrap(s), err
+		}
+		return f, err
+	}
+}
+
 // wrongStreamFS is an SFTP destination whose streamed hash always reports a
 // wrong digest (as a server whose openssl failed half way would).
 type wrongStreamFS struct{ *SFTP }
@@ -598,14 +611,7 @@ func TestStreamHashMismatchFallsBack(t *testing.T) {
 	writeFile(t, filepath.Join(src, "big"), data, 0o644, mtime0)
 	o := sftpOpts(e)
 	o.segment = 1 << 20
-	dial := o.Dial
-	o.Dial = func(ctx context.Context, ep config.Endpoint) (FS, error) {
-		f, err := dial(ctx, ep)
-		if s, ok := f.(*SFTP); ok {
-			return wrongStreamFS{s}, err
-		}
-		return f, err
-	}
+	wrapSFTP(&o, func(s *SFTP) FS { return wrongStreamFS{s} })
 	res, err := Run(context.Background(), loc(t, filepath.Join(src, "big")), loc(t, e.url(remote+"/big")), o)
 	if err != nil {
 		t.Fatal(err)
@@ -694,14 +700,7 @@ func TestSyncModeChangeNotPermittedCopies(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(src, "d"), mtime0, mtime0); err != nil {
 		t.Fatal(err)
 	}
-	dial := o.Dial
-	o.Dial = func(ctx context.Context, ep config.Endpoint) (FS, error) {
-		f, err := dial(ctx, ep)
-		if s, ok := f.(*SFTP); ok {
-			return noChmodFS{s}, err
-		}
-		return f, err
-	}
+	wrapSFTP(&o, func(s *SFTP) FS { return noChmodFS{s} })
 	res, err := Run(context.Background(), loc(t, src), loc(t, e.url(remote)), o)
 	if err != nil {
 		t.Fatal(err)
