@@ -315,26 +315,17 @@ func newIPCQueuePurgeCmd(a *app) *cobra.Command {
 		Use:   "purge NAME",
 		Short: "Delete the messages of a queue (not its dead letters); print how many",
 		Args:  exactArgs(1, "one queue NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			format, err := a.format()
-			if err != nil {
-				return err
-			}
-			b, err := a.openQueue(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			n, err := b.PurgeQueue(cmd.Context(), args[0])
+		RunE: a.onQueue(func(ctx context.Context, b ipc.Backend, queue string, format render.Format) error {
+			n, err := b.PurgeQueue(ctx, queue)
 			if err != nil {
 				return err
 			}
 			if format == render.JSON {
-				return render.WriteJSON(a.ios.Out, map[string]any{"queue": args[0], "purged": n})
+				return render.WriteJSON(a.ios.Out, map[string]any{"queue": queue, "purged": n})
 			}
 			_, err = fmt.Fprintln(a.ios.Out, n)
 			return err
-		},
+		}),
 	}
 }
 
@@ -738,16 +729,9 @@ passed first (what did arrive is printed).`,
 			if err := f.check(); err != nil {
 				return err
 			}
-			format, err := a.format()
-			if err != nil {
-				return err
-			}
-			b, err := a.openQueue(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			return a.runRecv(cmd.Context(), b, args[0], "queue "+args[0], &f, format)
+			return a.onQueue(func(ctx context.Context, b ipc.Backend, queue string, format render.Format) error {
+				return a.runRecv(ctx, b, queue, "queue "+queue, &f, format)
+			})(cmd, args)
 		},
 	}
 	f.add(cmd)
@@ -838,9 +822,9 @@ func newIPCPeekCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-// listQueue is the RunE of a command that lists messages of the queue
-// named by its one argument (peek, dlq list).
-func (a *app) listQueue(list func(ctx context.Context, b ipc.Backend, queue string) ([]ipc.Message, error)) func(*cobra.Command, []string) error {
+// onQueue is the RunE of a command on the queue named by its one argument:
+// the output format checked, the queue opened for fn and closed after it.
+func (a *app) onQueue(fn func(ctx context.Context, b ipc.Backend, queue string, format render.Format) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		format, err := a.format()
 		if err != nil {
@@ -851,12 +835,20 @@ func (a *app) listQueue(list func(ctx context.Context, b ipc.Backend, queue stri
 			return err
 		}
 		defer b.Close()
-		ms, err := list(cmd.Context(), b, args[0])
+		return fn(cmd.Context(), b, args[0], format)
+	}
+}
+
+// listQueue is the RunE of a command that lists messages of the queue
+// named by its one argument (peek, dlq list).
+func (a *app) listQueue(list func(ctx context.Context, b ipc.Backend, queue string) ([]ipc.Message, error)) func(*cobra.Command, []string) error {
+	return a.onQueue(func(ctx context.Context, b ipc.Backend, queue string, format render.Format) error {
+		ms, err := list(ctx, b, queue)
 		if err != nil {
 			return err
 		}
 		return a.writeMessages(ms, format)
-	}
+	})
 }
 
 // writeMessages prints a list of messages: a table, or a JSON array.
@@ -1010,29 +1002,20 @@ func newIPCDLQCmd(a *app) *cobra.Command {
 		Use:   "redrive QUEUE",
 		Short: "Move dead letters back to the end of their queue with a fresh delivery count",
 		Args:  exactArgs(1, "one QUEUE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			format, err := a.format()
-			if err != nil {
-				return err
-			}
-			b, err := a.openQueue(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			n, err := b.Redrive(cmd.Context(), args[0], redriveCount)
+		RunE: a.onQueue(func(ctx context.Context, b ipc.Backend, queue string, format render.Format) error {
+			n, err := b.Redrive(ctx, queue, redriveCount)
 			if err != nil && n == 0 {
 				return err
 			}
 			if format == render.JSON {
-				if werr := render.WriteJSON(a.ios.Out, map[string]any{"queue": args[0], "redriven": n}); werr != nil {
+				if werr := render.WriteJSON(a.ios.Out, map[string]any{"queue": queue, "redriven": n}); werr != nil {
 					return werr
 				}
 			} else if _, werr := fmt.Fprintln(a.ios.Out, n); werr != nil {
 				return werr
 			}
 			return err
-		},
+		}),
 	}
 	redrive.Flags().IntVarP(&redriveCount, "count", "n", 0, "move at most this many (0: all)")
 	cmd.AddCommand(list, redrive)

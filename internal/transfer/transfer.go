@@ -769,7 +769,7 @@ func (r *runner) mkdir(ctx context.Context, a plan.Action) (Receipt, error) {
 			perm = 0o755
 		}
 		p := r.sidePath(a.Target(), a.Path)
-		if err = f.(WritableFS).Mkdir(ctx, p, perm|0o700); err != nil {
+		if err = f.(WritableFS).Mkdir(ctx, p, plan.DirPerm(perm)); err != nil {
 			err = fmt.Errorf("create directory %s: %w", p, err)
 		}
 	}
